@@ -39,19 +39,73 @@ Kind: TypeAlias = Literal["loads", "stores", "all"]
 #: Plain field names perf prints (perf_event_attr_fprintf.c, all versions seen), plus
 #: the members of the union names, which some printers show on their own.
 ATTR_FIELD_NAMES: tuple[str, ...] = (
-    "type", "size", "config", "sample_type", "read_format",
-    "disabled", "inherit", "pinned", "exclusive", "exclude_user", "exclude_kernel",
-    "exclude_hv", "exclude_idle", "mmap", "comm", "freq", "inherit_stat",
-    "enable_on_exec", "task", "watermark", "precise_ip", "mmap_data", "sample_id_all",
-    "exclude_host", "exclude_guest", "exclude_callchain_kernel", "exclude_callchain_user",
-    "mmap2", "comm_exec", "use_clockid", "context_switch", "write_backward", "namespaces",
-    "ksymbol", "bpf_event", "aux_output", "cgroup", "text_poke", "build_id",
-    "inherit_thread", "remove_on_exec", "sigtrap", "defer_callchain", "defer_output",
-    "bp_type", "branch_sample_type", "sample_regs_user", "sample_stack_user", "clockid",
-    "sample_regs_intr", "aux_watermark", "sample_max_stack", "aux_sample_size", "sig_data",
-    "aux_start_paused", "aux_pause", "aux_resume", "aux_action",
-    "config1", "config2", "config3", "bp_addr", "bp_len",
-    "sample_period", "sample_freq", "wakeup_events", "wakeup_watermark",
+    "type",
+    "size",
+    "config",
+    "sample_type",
+    "read_format",
+    "disabled",
+    "inherit",
+    "pinned",
+    "exclusive",
+    "exclude_user",
+    "exclude_kernel",
+    "exclude_hv",
+    "exclude_idle",
+    "mmap",
+    "comm",
+    "freq",
+    "inherit_stat",
+    "enable_on_exec",
+    "task",
+    "watermark",
+    "precise_ip",
+    "mmap_data",
+    "sample_id_all",
+    "exclude_host",
+    "exclude_guest",
+    "exclude_callchain_kernel",
+    "exclude_callchain_user",
+    "mmap2",
+    "comm_exec",
+    "use_clockid",
+    "context_switch",
+    "write_backward",
+    "namespaces",
+    "ksymbol",
+    "bpf_event",
+    "aux_output",
+    "cgroup",
+    "text_poke",
+    "build_id",
+    "inherit_thread",
+    "remove_on_exec",
+    "sigtrap",
+    "defer_callchain",
+    "defer_output",
+    "bp_type",
+    "branch_sample_type",
+    "sample_regs_user",
+    "sample_stack_user",
+    "clockid",
+    "sample_regs_intr",
+    "aux_watermark",
+    "sample_max_stack",
+    "aux_sample_size",
+    "sig_data",
+    "aux_start_paused",
+    "aux_pause",
+    "aux_resume",
+    "aux_action",
+    "config1",
+    "config2",
+    "config3",
+    "bp_addr",
+    "bp_len",
+    "sample_period",
+    "sample_freq",
+    "wakeup_events",
+    "wakeup_watermark",
 )
 
 #: The names perf prints with spaces and commas, keyed by their whitespace-free form.
@@ -68,18 +122,60 @@ _FLAG_FIELDS = frozenset(("sample_type", "read_format", "branch_sample_type"))
 _SIMPLE_NAMES = _KNOWN - _FLAG_FIELDS
 
 SAMPLE_TYPE_BITS: tuple[str, ...] = (
-    "IP", "TID", "TIME", "ADDR", "READ", "CALLCHAIN", "ID", "CPU", "PERIOD", "STREAM_ID",
-    "RAW", "BRANCH_STACK", "REGS_USER", "STACK_USER", "WEIGHT", "DATA_SRC", "IDENTIFIER",
-    "TRANSACTION", "REGS_INTR", "PHYS_ADDR", "AUX", "CGROUP", "DATA_PAGE_SIZE",
-    "CODE_PAGE_SIZE", "WEIGHT_STRUCT",
+    "IP",
+    "TID",
+    "TIME",
+    "ADDR",
+    "READ",
+    "CALLCHAIN",
+    "ID",
+    "CPU",
+    "PERIOD",
+    "STREAM_ID",
+    "RAW",
+    "BRANCH_STACK",
+    "REGS_USER",
+    "STACK_USER",
+    "WEIGHT",
+    "DATA_SRC",
+    "IDENTIFIER",
+    "TRANSACTION",
+    "REGS_INTR",
+    "PHYS_ADDR",
+    "AUX",
+    "CGROUP",
+    "DATA_PAGE_SIZE",
+    "CODE_PAGE_SIZE",
+    "WEIGHT_STRUCT",
 )
 READ_FORMAT_BITS: tuple[str, ...] = (
-    "TOTAL_TIME_ENABLED", "TOTAL_TIME_RUNNING", "ID", "GROUP", "LOST",
+    "TOTAL_TIME_ENABLED",
+    "TOTAL_TIME_RUNNING",
+    "ID",
+    "GROUP",
+    "LOST",
 )
 BRANCH_SAMPLE_TYPE_BITS: tuple[str, ...] = (
-    "USER", "KERNEL", "HV", "ANY", "ANY_CALL", "ANY_RETURN", "IND_CALL", "ABORT_TX",
-    "IN_TX", "NO_TX", "COND", "CALL_STACK", "IND_JUMP", "CALL", "NO_FLAGS", "NO_CYCLES",
-    "TYPE_SAVE", "HW_INDEX", "PRIV_SAVE", "COUNTERS",
+    "USER",
+    "KERNEL",
+    "HV",
+    "ANY",
+    "ANY_CALL",
+    "ANY_RETURN",
+    "IND_CALL",
+    "ABORT_TX",
+    "IN_TX",
+    "NO_TX",
+    "COND",
+    "CALL_STACK",
+    "IND_JUMP",
+    "CALL",
+    "NO_FLAGS",
+    "NO_CYCLES",
+    "TYPE_SAVE",
+    "HW_INDEX",
+    "PRIV_SAVE",
+    "COUNTERS",
 )
 _BITS = {
     "sample_type": SAMPLE_TYPE_BITS,
@@ -94,8 +190,15 @@ PERF_TYPE_TRACEPOINT = 2
 PERF_TYPE_HW_CACHE = 3
 PERF_TYPE_RAW = 4
 PERF_TYPE_BREAKPOINT = 5
-_GENERIC_TYPES = frozenset((PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT,
-                            PERF_TYPE_HW_CACHE, PERF_TYPE_BREAKPOINT))
+_GENERIC_TYPES = frozenset(
+    (
+        PERF_TYPE_HARDWARE,
+        PERF_TYPE_SOFTWARE,
+        PERF_TYPE_TRACEPOINT,
+        PERF_TYPE_HW_CACHE,
+        PERF_TYPE_BREAKPOINT,
+    )
+)
 _NON_SAMPLING_PMUS = frozenset(("software", "tracepoint", "breakpoint", "kprobe", "uprobe"))
 
 # Intel memory events (event | umask << 8) as perf mem opens them.
@@ -109,9 +212,21 @@ _DATA_PMU_PREFIXES = ("ibs_op", "ibs_fetch", "arm_spe")
 
 ESRCH = 3
 ERRNO_NAMES: dict[int, str] = {
-    1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 7: "E2BIG", 9: "EBADF",
-    12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 16: "EBUSY", 19: "ENODEV", 22: "EINVAL",
-    24: "EMFILE", 95: "EOPNOTSUPP",
+    1: "EPERM",
+    2: "ENOENT",
+    3: "ESRCH",
+    4: "EINTR",
+    5: "EIO",
+    7: "E2BIG",
+    9: "EBADF",
+    12: "ENOMEM",
+    13: "EACCES",
+    14: "EFAULT",
+    16: "EBUSY",
+    19: "ENODEV",
+    22: "EINVAL",
+    24: "EMFILE",
+    95: "EOPNOTSUPP",
 }
 
 HINT_PMU_NAMES = "pmu-name annotations (perf >= 6.10)"
@@ -175,8 +290,12 @@ class OpenAttempt:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "pid": self.pid, "cpu": self.cpu, "group_fd": self.group_fd, "flags": self.flags,
-            "fd": self.fd, "errno": self.errno,
+            "pid": self.pid,
+            "cpu": self.cpu,
+            "group_fd": self.group_fd,
+            "flags": self.flags,
+            "fd": self.fd,
+            "errno": self.errno,
         }
 
 
@@ -282,8 +401,11 @@ class DamonEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "pmu": self.pmu, "type": self.type, "config": self.config,
-            "config1": self.config1, "config2": self.config2,
+            "pmu": self.pmu,
+            "type": self.type,
+            "config": self.config,
+            "config1": self.config1,
+            "config2": self.config2,
         }
 
 
@@ -297,7 +419,7 @@ def _parse_int(text: str) -> tuple[int, str] | None:
         return None
     sign, hex_digits, dec_digits = m.groups()
     value = int(hex_digits, 16) if hex_digits is not None else int(dec_digits)
-    return (-value if sign else value), text[m.end():]
+    return (-value if sign else value), text[m.end() :]
 
 
 def _split_annotation(rest: str) -> tuple[str | None, str]:
@@ -308,7 +430,7 @@ def _split_annotation(rest: str) -> tuple[str | None, str]:
     close = rest.rfind(")")
     if close < 0:
         return rest[1:].strip() or None, ""
-    return rest[1:close].strip() or None, rest[close + 1:].strip()
+    return rest[1:close].strip() or None, rest[close + 1 :].strip()
 
 
 def _decode_bits(value: int, names: tuple[str, ...]) -> list[str]:
@@ -336,10 +458,10 @@ def _parse_fields(text: str, out: list[tuple[str, FieldValue, str | None]]) -> b
         end = text.find("}")
         if end < 0:
             return False
-        name = BRACE_FIELD_NAMES.get("".join(text[:end + 1].split()))
+        name = BRACE_FIELD_NAMES.get("".join(text[: end + 1].split()))
         if name is None:
             return False
-        rest = text[end + 1:]
+        rest = text[end + 1 :]
         known = True
         gap = 1
     else:
@@ -347,7 +469,7 @@ def _parse_fields(text: str, out: list[tuple[str, FieldValue, str | None]]) -> b
         if m is None:
             return False
         name = m.group(0)
-        rest = text[m.end():]
+        rest = text[m.end() :]
         known = name in _KNOWN
         stripped = rest.lstrip()
         gap = len(rest) - len(stripped)
@@ -369,7 +491,7 @@ def _parse_fields(text: str, out: list[tuple[str, FieldValue, str | None]]) -> b
             if fm is None:
                 return False
             value = [p.strip() for p in fm.group(0).split("|")]
-            tail = rest[fm.end():]
+            tail = rest[fm.end() :]
         out.append((name, value, None))
         annotation = None
     else:
@@ -480,7 +602,7 @@ class _Parser:
         if s.startswith("perf_event_attr:"):
             self.end_paragraph()
             self.start_block()
-            rest = s[len("perf_event_attr:"):].strip()
+            rest = s[len("perf_event_attr:") :].strip()
             items = []
             if rest and _parse_fields(rest, items):
                 self.add_fields(items)
@@ -490,7 +612,7 @@ class _Parser:
         if s.startswith("Opening:"):
             self.end_paragraph()
             self.finish_block()
-            self.pending_name = s[len("Opening:"):].strip() or None
+            self.pending_name = s[len("Opening:") :].strip() or None
             return
         if s[0] == "#":
             return  # shell prompt of root, comments, perf report headers
@@ -522,7 +644,7 @@ class _Parser:
                 self.end_paragraph()
                 self.finish_block()
                 self.saw_failure_line = True
-                first = s[len(prefix):].strip() if prefix == "Error:" else s
+                first = s[len(prefix) :].strip() if prefix == "Error:" else s
                 self.paragraph = [first] if first else []
                 return True
         if s.startswith(_ERROR_LINE_PREFIXES):
@@ -534,7 +656,7 @@ class _Parser:
                 self.mark_removed(m.group(1), m.group(2))
             return True
         idx = s.find("failed: ")
-        if idx == 0 or (idx > 1 and s[idx - 2:idx] == ": "):
+        if idx == 0 or (idx > 1 and s[idx - 2 : idx] == ": "):
             self.finish_block()
             self.saw_failure_line = True
             self.error_line(s[idx:])
@@ -569,7 +691,9 @@ class _Parser:
         if m is not None:
             pid, cpu, group_fd, flags, fd = m.groups()
             attempt = OpenAttempt(
-                pid=int(pid), cpu=int(cpu), group_fd=int(group_fd),
+                pid=int(pid),
+                cpu=int(cpu),
+                group_fd=int(group_fd),
                 flags=int(flags, 16) if flags[:2] in ("0x", "0X") else int(flags),
                 fd=int(fd) if fd is not None else None,
             )
@@ -594,7 +718,7 @@ class _Parser:
                         block.leader_index = leader.index
                 if attempt.fd is not None and attempt.fd >= 0:
                     self.fd_owner[attempt.fd] = block
-        rest = s if m is None else s[m.end():]
+        rest = s if m is None else s[m.end() :]
         fm = _OPEN_FAILED_RE.search(rest)
         if fm is not None:
             errno = abs(int(fm.group(1)))
@@ -616,9 +740,7 @@ class _Parser:
         result.opened_events = [b for b in result.blocks if b.opened]
         result.error = "; ".join(result.errors) if result.errors else None
         result.version_hints = _version_hints(result.blocks)
-        result.is_vv_log = bool(
-            result.blocks or result.unattached_opens or self.saw_failure_line
-        )
+        result.is_vv_log = bool(result.blocks or result.unattached_opens or self.saw_failure_line)
         return result
 
 
@@ -781,10 +903,16 @@ def damon_events(result: ParseResult, kind: Kind = "loads") -> list[DamonEvent]:
             chosen = [pick] if pick is not None else []
         chosen.sort(key=lambda b: b.index)
         for b in chosen:
-            events.append(DamonEvent(
-                pmu=b.pmu_hint, type=b.type, config=b.config, config1=b.config1,
-                config2=b.config2, role=event_role(b),
-            ))
+            events.append(
+                DamonEvent(
+                    pmu=b.pmu_hint,
+                    type=b.type,
+                    config=b.config,
+                    config1=b.config1,
+                    config2=b.config2,
+                    role=event_role(b),
+                )
+            )
     return events
 
 
@@ -810,7 +938,8 @@ def not_supported_reason(result: ParseResult, kind: Kind = "loads") -> str:
     if not result.blocks:
         return "no perf_event_attr block in the log, only open lines"
     data_blocks = [
-        b for b in result.blocks
+        b
+        for b in result.blocks
         if b.samples_data_address and event_role(b) in ("load", "store", "data")
     ]
     if not result.opened_events:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from damon_fleet.damon_cli import add_damon_parser
 from damon_fleet.perf_cli import add_perf_parser
 
 
@@ -16,12 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_perf_parser(sub)
-    try:
-        from damon_fleet.damon_cli import add_damon_parser
-    except ImportError:  # pragma: no cover - the damon command is optional while absent
-        pass
-    else:
-        add_damon_parser(sub)
+    add_damon_parser(sub)
     return parser
 
 

@@ -224,7 +224,14 @@ def test_raptorlake_hybrid_details() -> None:
     assert loads.fields["config1"] == 0x1F
     assert loads.read_format == ["ID", "LOST"]
     assert loads.sample_type == [
-        "IP", "TID", "TIME", "ADDR", "PERIOD", "IDENTIFIER", "DATA_SRC", "WEIGHT_STRUCT",
+        "IP",
+        "TID",
+        "TIME",
+        "ADDR",
+        "PERIOD",
+        "IDENTIFIER",
+        "DATA_SRC",
+        "WEIGHT_STRUCT",
     ]
     assert [o.cpu for o in loads.opens] == list(range(4, 12))
     assert [o.fd for o in loads.opens] == [7, 9, 10, 11, 12, 13, 14, 15]
@@ -242,12 +249,24 @@ def test_raptorlake_hybrid_details() -> None:
     assert [e.role for e in damon_events(result, "all")] == ["load", "store"]
     summary = summarize(result)
     assert [e["role"] for e in summary["events"]] == [
-        "other", "other", "load", "store", "software", "software",
+        "other",
+        "other",
+        "load",
+        "store",
+        "software",
+        "software",
     ]
     assert summary["events"][2] == {
-        "pmu": "cpu_atom", "type": 10, "config": 0x5D0, "config1": 0x1F, "config2": 0,
-        "sample_type": loads.sample_type, "precise_ip": 3, "alias": "mem-loads",
-        "role": "load", "group_leader": False,
+        "pmu": "cpu_atom",
+        "type": 10,
+        "config": 0x5D0,
+        "config1": 0x1F,
+        "config2": 0,
+        "sample_type": loads.sample_type,
+        "precise_ip": 3,
+        "alias": "mem-loads",
+        "role": "load",
+        "group_leader": False,
     }
 
 
@@ -257,8 +276,12 @@ def test_icelake_fallback_chain() -> None:
     assert [b.precise_ip for b in blocks[:5]] == [3, 2, 1, 0, 3]
     assert [b.read_format for b in blocks[:5]] == [["ID", "LOST"]] * 4 + [["ID"]]
     assert [b.messages_before for b in blocks] == [
-        [], [PRECISE.format(2)], [PRECISE.format(1)], [PRECISE.format(0)],
-        ["switching off PERF_FORMAT_LOST support"], [],
+        [],
+        [PRECISE.format(2)],
+        [PRECISE.format(1)],
+        [PRECISE.format(0)],
+        ["switching off PERF_FORMAT_LOST support"],
+        [],
     ]
     for failed in blocks[:4]:
         assert len(failed.opens) == 1 and not failed.opened
@@ -268,7 +291,13 @@ def test_icelake_fallback_chain() -> None:
     assert used.type == 4 and used.config == 0x1D3 and used.pmu_hint is None
     assert used.annotations["type"] == "PERF_TYPE_RAW" and used.alias_hint is None
     assert used.sample_type == [
-        "IP", "TID", "TIME", "ADDR", "DATA_SRC", "PHYS_ADDR", "WEIGHT_STRUCT",
+        "IP",
+        "TID",
+        "TIME",
+        "ADDR",
+        "DATA_SRC",
+        "PHYS_ADDR",
+        "WEIGHT_STRUCT",
     ]
     assert not used.freq and used.fields["sample_period"] == 1007
     assert used.sample_freq_or_period == 1007
@@ -287,7 +316,14 @@ def test_rfc_cover_letter_collapsed_whitespace() -> None:
     assert block.fields["sample_freq"] == 4000 and block.freq
     assert block.fields["build_id"] == 1 and block.fields["size"] == 144
     assert block.fields["sample_type"] == [
-        "IP", "TID", "TIME", "ADDR", "ID", "PERIOD", "DATA_SRC", "WEIGHT_STRUCT",
+        "IP",
+        "TID",
+        "TIME",
+        "ADDR",
+        "ID",
+        "PERIOD",
+        "DATA_SRC",
+        "WEIGHT_STRUCT",
     ]
     assert block.alias_hint == "mem_trans_retired.load_latency_gt_1024"
     assert block.pmu_hint == "cpu" and block.precise_ip == 2
@@ -409,7 +445,9 @@ def test_spr_group_aux_leader_is_not_damons() -> None:
     summary = summarize(result)
     assert summary["damon_perf_events"] == [ev("cpu", 4, 0x1CD, 0x1F)]
     assert [(e["role"], e["group_leader"]) for e in summary["events"]] == [
-        ("aux", True), ("load", False), ("store", False),
+        ("aux", True),
+        ("load", False),
+        ("store", False),
     ]
     assert summarize(result, "stores")["damon_perf_events"] == [ev("cpu", 4, 0x2CD)]
     assert [e.role for e in damon_events(result, "all")] == ["load", "store"]
@@ -450,8 +488,10 @@ def test_hybrid_gives_one_event_per_pmu() -> None:
 
 def test_unannotated_hybrid_uses_known_configs() -> None:
     text = (
-        intel_event("10", "0x5d0", "0x1f") + opens(1, [3])
-        + intel_event("10", "0x6d0") + opens(1, [4])
+        intel_event("10", "0x5d0", "0x1f")
+        + opens(1, [3])
+        + intel_event("10", "0x6d0")
+        + opens(1, [4])
     )
     events = damon_events(parse(text))
     assert [(e.pmu, e.type, e.config, e.role) for e in events] == [(None, 10, 0x5D0, "load")]
@@ -481,9 +521,7 @@ def test_ldlat_implies_load() -> None:
 
 
 def test_amd_ibs_op() -> None:
-    ibs = attr(
-        row("type", "11 (ibs_op)"), row("size", "136"), row("config", "0"), *SAMPLING[:5]
-    )
+    ibs = attr(row("type", "11 (ibs_op)"), row("size", "136"), row("config", "0"), *SAMPLING[:5])
     result = parse(ibs + opens(3, [5, 6, 7]))
     (event,) = damon_events(result)
     assert (event.pmu, event.type, event.config, event.role) == ("ibs_op", 11, 0, "data")
@@ -493,8 +531,12 @@ def test_amd_ibs_op() -> None:
 
 def test_arm_spe_min_latency_in_config2() -> None:
     spe = attr(
-        row("type", "8 (arm_spe_0)"), row("size", "136"), row("config", "0x1"),
-        *SAMPLING, row("{ bp_addr, config1 }", "0x2"), row("{ bp_len, config2 }", "0x1e"),
+        row("type", "8 (arm_spe_0)"),
+        row("size", "136"),
+        row("config", "0x1"),
+        *SAMPLING,
+        row("{ bp_addr, config1 }", "0x2"),
+        row("{ bp_len, config2 }", "0x1e"),
     )
     result = parse(spe + opens(3, [5]))
     (event,) = damon_events(result)
@@ -510,8 +552,10 @@ def test_dynamic_type_without_annotation_is_data() -> None:
 
 def test_software_and_hardware_events_with_addr_are_not_damons() -> None:
     text = (
-        attr(row("type", "1"), row("config", "0x9"), *SAMPLING) + opens(1, [3])
-        + attr(row("type", "0"), row("config", "0"), *SAMPLING) + opens(1, [4])
+        attr(row("type", "1"), row("config", "0x9"), *SAMPLING)
+        + opens(1, [3])
+        + attr(row("type", "0"), row("config", "0"), *SAMPLING)
+        + opens(1, [4])
     )
     summary = summarize(parse(text))
     assert not summary["supported"] and summary["reason"] == REASON_NO_ADDR
@@ -595,8 +639,11 @@ def test_no_pmu_supports_memory_events() -> None:
 
 def test_sample_type_printed_as_number() -> None:
     text = attr(
-        row("type", "4"), row("config", "0x1cd"), row("sample_period", "4000"),
-        row("sample_type", "0x8010f"), row("read_format", "0x14"),
+        row("type", "4"),
+        row("config", "0x1cd"),
+        row("sample_period", "4000"),
+        row("sample_type", "0x8010f"),
+        row("read_format", "0x14"),
     )
     (block,) = parse(text + opens(1, [3])).blocks
     assert block.sample_type == ["IP", "TID", "TIME", "ADDR", "PERIOD", "PHYS_ADDR"]
@@ -660,7 +707,10 @@ def test_vvv_and_workload_output_interleaved() -> None:
 def test_unknown_padded_field_is_kept_collapsed_unknown_is_not() -> None:
     long_name = "some_future_attribute_with_a_long_name"
     text = attr(
-        row("type", "4"), row("config", "0x1cd"), row("new_flag", "1"), f"{long_name} 5",
+        row("type", "4"),
+        row("config", "0x1cd"),
+        row("new_flag", "1"),
+        f"{long_name} 5",
         "new_other 1",
     )
     (block,) = parse(text).blocks

@@ -20,9 +20,7 @@ FIXTURES: dict[str, str] = {
 NAMES = sorted(FIXTURES)
 ALL_LINES = sorted({line for text in FIXTURES.values() for line in text.splitlines()})
 
-SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TRICKY_LINES = [
     "-" * 60,
