@@ -1,0 +1,748 @@
+"""Apply a DAMON plan to a sysfs tree idempotently, and verify the result.
+
+The engine works over two small interfaces so that the real kernel and the fake
+sysfs of the unit tests run the very same code:
+
+* :class:`SysfsIO` - ``read``/``write``/``exists``/``isdir`` on absolute paths;
+* :class:`KernelLog` - a clock and the kernel messages since a time, used to see
+  the silent perf-event fallback (``perf event create on CPU N failed with E``).
+
+Steps: resolve targets on the host, create the kdamond/context directories if
+needed, detect the layout, plan, then walk the plan in order writing only what
+differs (an ``nr_*`` write resets everything beneath it, which later reads see),
+turn kdamonds on, ``commit`` running ones that changed, read every value back, and
+check ``pid`` and the kernel log.  Nothing here runs a shell; values are written
+to files under the admin root only.
+
+Also the entry point of the boot-time applier (:func:`applier_main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import posixpath
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ansible.module_utils.damon_plan import (
+    ADMIN_ROOT,
+    LAYOUTS,
+    LayoutUndetermined,
+    Plan,
+    Write,
+    default_value,
+    detect_layout,
+    is_rebuild_file,
+    rebuild_scope,
+    structure_writes,
+)
+from ansible.module_utils.damon_plan import (
+    plan as make_plan,
+)
+from ansible.module_utils.damon_spec import (
+    DamonSpec,
+    Resolver,
+    SpecError,
+    parse_spec,
+    resolve_targets,
+)
+
+PERF_FAILURE_RE = re.compile(r"perf event create on CPU (\d+) failed with (-?\w+)")
+KEYWORD_FILES = ("operations", "state", "avail_operations")
+BOOL_FILES = ("sample_phys_addr",)
+ABSENT = "(absent)"
+
+
+class ApplyError(RuntimeError):
+    """Applying failed; ``result`` holds what was done up to that point."""
+
+    def __init__(self, message: str, result: ApplyResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class SysfsIO(Protocol):
+    def read(self, path: str) -> str: ...
+
+    def write(self, path: str, value: str) -> None: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def isdir(self, path: str) -> bool: ...
+
+
+class KernelLog(Protocol):
+    def now_us(self) -> int:
+        """The clock of the kernel log (microseconds since boot)."""
+        ...
+
+    def messages_since(self, since_us: int) -> list[str]:
+        """Kernel messages logged at or after ``since_us``; OSError if unreadable."""
+        ...
+
+    def process_start_us(self, pid: int) -> int | None:
+        """When process ``pid`` started, on the same clock; None if unknown."""
+        ...
+
+
+class RealSysfs:
+    """Plain file I/O; each write is one ``write(2)`` so sysfs sees one value."""
+
+    def read(self, path: str) -> str:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read().strip()
+
+    def write(self, path: str, value: str) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, value.encode("ascii"))
+        finally:
+            os.close(fd)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+
+class KmsgLog:
+    """The kernel log from ``/dev/kmsg`` (records ``prio,seq,usec,flags;text``)."""
+
+    def __init__(self, path: str = "/dev/kmsg") -> None:
+        self.path = path
+
+    def now_us(self) -> int:
+        return int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000000)
+
+    def messages_since(self, since_us: int) -> list[str]:
+        out: list[str] = []
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            while True:
+                try:
+                    record = os.read(fd, 8192)
+                except BlockingIOError:
+                    break
+                except OSError as err:
+                    if err.errno == errno.EPIPE:  # overwritten records: skip ahead
+                        continue
+                    raise
+                if not record:
+                    break
+                head, _, text = record.decode("utf-8", "replace").partition(";")
+                parts = head.split(",")
+                if len(parts) >= 3 and parts[2].isdigit() and int(parts[2]) >= since_us:
+                    out.append(text.split("\n", 1)[0])
+        finally:
+            os.close(fd)
+        return out
+
+    def process_start_us(self, pid: int) -> int | None:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            return None
+        fields = stat.rpartition(")")[2].split()
+        try:
+            ticks = int(fields[19])  # field 22 of stat: starttime
+        except (IndexError, ValueError):
+            return None
+        return ticks * 1000000 // os.sysconf("SC_CLK_TCK")
+
+
+class HostResolver:
+    """Resolves targets on the managed host, without a shell."""
+
+    def __init__(self, proc: str = "/proc", systemctl: str = "systemctl") -> None:
+        self.proc = proc
+        self.systemctl = systemctl
+
+    def pid_of_pidfile(self, path: str) -> int:
+        words = _read_text(path).split()
+        if not words:
+            raise ValueError(f"{path} is empty")
+        pid = int(words[0], 10)
+        if not os.path.isdir(posixpath.join(self.proc, str(pid))):
+            raise ValueError(f"pid {pid} from {path} is not running")
+        return pid
+
+    def pid_of_unit(self, unit: str) -> int:
+        proc = subprocess.run(
+            [self.systemctl, "show", "--property=MainPID", "--value", "--", unit],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=dict(os.environ, LC_ALL="C"),
+        )
+        if proc.returncode != 0:
+            raise ValueError(f"systemctl show failed: {proc.stderr.strip()}")
+        pid = int(proc.stdout.strip() or "0", 10)
+        if pid <= 0:
+            raise ValueError(f"unit {unit} has no main process (not running?)")
+        return pid
+
+    def pid_of_process(self, name: str) -> int:
+        """The oldest process whose ``comm`` is ``name`` (the parent of forked workers)."""
+        found: list[tuple[int, int]] = []
+        for entry in os.listdir(self.proc):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(
+                    posixpath.join(self.proc, entry, "comm"), encoding="utf-8", errors="replace"
+                ) as handle:
+                    if handle.read().rstrip("\n") != name:
+                        continue
+                with open(
+                    posixpath.join(self.proc, entry, "stat"), encoding="utf-8", errors="replace"
+                ) as handle:
+                    start = int(handle.read().rpartition(")")[2].split()[19])
+            except (OSError, ValueError, IndexError):
+                continue
+            found.append((start, int(entry)))
+        if not found:
+            raise LookupError(f"no process named {name!r}")
+        return min(found)[1]
+
+    def system_ram(self) -> list[tuple[int, int]]:
+        return parse_iomem_system_ram(_read_text(posixpath.join(self.proc, "iomem")))
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="ascii", errors="replace") as handle:
+        return handle.read()
+
+
+def parse_iomem_system_ram(text: str) -> list[tuple[int, int]]:
+    """Top-level ``System RAM`` ranges of /proc/iomem as ``(start, end)``, end exclusive."""
+    ranges: list[tuple[int, int]] = []
+    for line in text.splitlines():
+        if line[:1].isspace():
+            continue
+        span, _, name = line.partition(" : ")
+        if name.strip() != "System RAM":
+            continue
+        low, _, high = span.strip().partition("-")
+        start, end = int(low, 16), int(high, 16) + 1
+        ranges.append((start, end))
+    if ranges and all(s == 0 and e == 1 for s, e in ranges):
+        raise ValueError("/proc/iomem shows zeroed addresses (needs root)")
+    if not ranges:
+        raise ValueError("no 'System RAM' range in /proc/iomem")
+    return ranges
+
+
+def host_max_sample_rate(path: str = "/proc/sys/kernel/perf_event_max_sample_rate") -> int | None:
+    try:
+        return int(_read_text(path).strip())
+    except (OSError, ValueError):
+        return None
+
+
+def parse_perf_failures(lines: Sequence[str]) -> list[dict[str, Any]]:
+    """``perf event create on CPU N failed with E`` lines as ``{cpu, error}``."""
+    failures: list[dict[str, Any]] = []
+    for line in lines:
+        for match in PERF_FAILURE_RE.finditer(line):
+            failures.append({"cpu": int(match.group(1)), "error": match.group(2)})
+    return failures
+
+
+def _kstrtobool(text: str) -> bool | None:
+    head = text.strip()[:2].lower()
+    if head[:1] in ("y", "t", "1"):
+        return True
+    if head[:1] in ("n", "f", "0"):
+        return False
+    if head == "on":
+        return True
+    if head == "of":
+        return False
+    return None
+
+
+def same_value(path: str, current: str | None, wanted: str) -> bool:
+    """Whether ``current`` (as read back) already equals ``wanted`` (as written)."""
+    if current is None:
+        return False
+    base = posixpath.basename(path)
+    if base in KEYWORD_FILES:
+        return current.strip() == wanted.strip()
+    if base in BOOL_FILES:
+        left, right = _kstrtobool(current), _kstrtobool(wanted)
+        return left is not None and left == right
+    try:
+        return int(current.strip(), 0) == int(wanted.strip(), 0)
+    except ValueError:
+        return current.strip() == wanted.strip()
+
+
+def diff_text(pairs: Sequence[tuple[str, str]]) -> str:
+    return "".join(f"{path} = {value}\n" for path, value in pairs)
+
+
+@dataclass
+class ApplyResult:
+    changed: bool = False
+    layout: str | None = None
+    writes: list[Write] = field(default_factory=list)
+    before: list[tuple[str, str]] = field(default_factory=list)
+    after: list[tuple[str, str]] = field(default_factory=list)
+    perf_effective: bool | None = None
+    perf_failures: list[dict[str, Any]] = field(default_factory=list)
+    kdamonds: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped: bool = False
+    plan: list[Write] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "changed": self.changed,
+            "layout": self.layout,
+            "writes": [[p, v] for p, v in self.writes],
+            "perf_effective": self.perf_effective,
+            "perf_failures": self.perf_failures,
+            "kdamonds": self.kdamonds,
+            "warnings": self.warnings,
+            "skipped": self.skipped,
+            "diff": {"before": diff_text(self.before), "after": diff_text(self.after)},
+        }
+
+
+class Applier:
+    """One apply run over ``io`` rooted at ``root`` (the DAMON admin directory)."""
+
+    def __init__(
+        self,
+        io: SysfsIO,
+        root: str = ADMIN_ROOT,
+        log: KernelLog | None = None,
+        check_mode: bool = False,
+        settle_time: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.io = io
+        self.root = posixpath.normpath(root)
+        self.log = log
+        self.check_mode = check_mode
+        self.settle_time = settle_time
+        self.sleep = sleep
+        self.result = ApplyResult()
+        self._rebuilt: set[str] = set()  # check mode: directories a write would recreate
+        self._pending: dict[str, str] = {}  # check mode: what a write would leave behind
+        self._touched: set[int] = set()  # kdamonds with a changed leaf
+
+    # ------------------------------------------------------------------ paths
+    def abspath(self, rel: str) -> str:
+        """``root/rel``, refusing anything that leaves the admin root."""
+        if not rel or rel.startswith("/") or "\x00" in rel or "\\" in rel:
+            raise ApplyError(f"refusing path {rel!r}: not a relative DAMON sysfs path")
+        parts = rel.split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            raise ApplyError(f"refusing path {rel!r}: it leaves {self.root}")
+        full = posixpath.join(self.root, rel)
+        real_root = os.path.realpath(self.root)
+        real = os.path.realpath(full)
+        if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+            raise ApplyError(f"refusing path {rel!r}: resolves outside {self.root}")
+        return full
+
+    def _read(self, rel: str) -> str | None:
+        path = self.abspath(rel)
+        if self.check_mode:
+            if rel in self._pending:
+                return self._pending[rel]
+            if self._under_rebuilt(rel):
+                default: str | None = default_value(rel)
+                return default
+        if not self.io.exists(path):
+            return None
+        try:
+            return self.io.read(path).strip()
+        except OSError as err:
+            raise ApplyError(f"cannot read {path}: {_oserror(err)}", self.result) from err
+
+    def _under_rebuilt(self, rel: str) -> bool:
+        return any(_in_numbered_child(scope, rel) for scope in self._rebuilt)
+
+    def _write(self, rel: str, value: str, before: str | None) -> None:
+        if "\n" in value or "\x00" in value:
+            raise ApplyError(f"refusing value {value!r} for {rel}: one line expected")
+        path = self.abspath(rel)
+        self.result.before.append((rel, ABSENT if before is None else before))
+        self.result.after.append((rel, value))
+        self.result.writes.append((rel, value))
+        self.result.changed = True
+        if is_rebuild_file(rel):
+            scope = rebuild_scope(rel)
+            self._rebuilt.add(scope)
+            for key in [k for k in self._pending if _in_numbered_child(scope, k)]:
+                del self._pending[key]
+        if self.check_mode:
+            if posixpath.basename(rel) != "state":
+                self._pending[rel] = value
+            else:
+                self._pending[rel] = "off" if value == "off" else "on"
+            return
+        try:
+            self.io.write(path, value)
+        except OSError as err:
+            raise ApplyError(
+                f"writing {value!r} to {path} failed: {_oserror(err)}", self.result
+            ) from err
+
+    # ------------------------------------------------------------------ steps
+    def _running(self, index: int) -> bool:
+        return (self._read(f"kdamonds/{index}/state") or "off") == "on"
+
+    def _current_nr_kdamonds(self) -> int:
+        value = self._read("kdamonds/nr_kdamonds")
+        return int(value, 0) if value else 0
+
+    def _sync(self, writes: Sequence[Write]) -> None:
+        """Write each value that differs, in order; ``state`` writes are handled apart."""
+        for rel, value in writes:
+            if posixpath.basename(rel) == "state":
+                continue
+            current = self._read(rel)
+            if current is None and not self.check_mode:
+                raise ApplyError(
+                    f"{self.abspath(rel)} does not exist; the kernel's DAMON sysfs differs "
+                    f"from the {self.result.layout} layout",
+                    self.result,
+                )
+            if same_value(rel, current, value):
+                continue
+            self._write(rel, value, current)
+            kdamond = _kdamond_of(rel)
+            if kdamond is not None:
+                self._touched.add(kdamond)
+
+    def _stop_all_running(self, count: int, reason: str) -> None:
+        for index in range(count):
+            if self._running(index):
+                self.result.warnings.append(f"stopping kdamond {index}: {reason}")
+                self._write(f"kdamonds/{index}/state", "off", "on")
+
+    def run(
+        self,
+        spec: DamonSpec,
+        resolver: Resolver | None = None,
+        layout: str = "auto",
+        max_sample_rate: int | None = None,
+    ) -> ApplyResult:
+        result = self.result
+        if not self.io.isdir(self.root):
+            raise ApplyError(
+                f"DAMON sysfs admin directory {self.root} not found "
+                "(the kernel needs CONFIG_DAMON_SYSFS=y)",
+                result,
+            )
+        if resolver is not None:
+            spec = resolve_targets(spec, resolver)
+
+        # 1. kdamond and context directories, so the layout can be seen
+        current_nr = self._current_nr_kdamonds()
+        wanted_nr = len(spec.kdamonds)
+        detected: str | None
+        try:
+            detected = detect_layout(self.root, self.io.isdir)
+        except LayoutUndetermined:
+            detected = None
+        needs_structure = detected is None or current_nr != wanted_nr
+        if needs_structure and wanted_nr > 0:
+            if current_nr != wanted_nr:
+                self._stop_all_running(
+                    current_nr, "nr_kdamonds changes (the kernel refuses it while any kdamond runs)"
+                )
+            self._sync(structure_writes(spec))
+            if detected is None and not self.check_mode:
+                detected = detect_layout(self.root, self.io.isdir)
+        if detected is None and wanted_nr == 0:
+            detected = layout if layout != "auto" else "mainline"  # nothing layout-specific
+        if detected is None:
+            if layout == "auto":
+                if wanted_nr:
+                    result.warnings.append(
+                        "layout not visible until kdamond directories exist; check mode "
+                        "shows only the directory writes"
+                    )
+                result.layout = None
+                return result
+            detected = layout
+        if layout != "auto" and layout != detected:
+            raise ApplyError(
+                f"expected DAMON sysfs layout {layout} but the running kernel has {detected}",
+                result,
+            )
+        result.layout = detected
+
+        # 2. plan on the detected layout
+        the_plan: Plan = make_plan(spec, detected, max_sample_rate)
+        result.plan = list(the_plan.writes)
+        result.warnings.extend(the_plan.notes)
+        if the_plan.skipped:
+            result.skipped = True
+            result.perf_effective = False
+            return result
+        self._check_operations(spec)
+
+        # 3. stop kdamonds when the number changes (EBUSY otherwise)
+        if self._current_nr_kdamonds() != wanted_nr:
+            self._stop_all_running(self._current_nr_kdamonds(), "nr_kdamonds changes")
+        running = {i for i in range(wanted_nr) if self._running(i)}
+
+        # 4. leaves in plan order, then the state of each kdamond
+        mark = self.log.now_us() if self.log is not None else 0
+        started: list[int] = []
+        groups = _group_by_kdamond(the_plan.writes)
+        self._sync(groups.get(None, []))
+        for index in range(wanted_nr):
+            self._sync(groups.get(index, []))
+            want = spec.kdamonds[index].state
+            state_rel = f"kdamonds/{index}/state"
+            if want == "on" and index in running and index in self._touched:
+                self._write(state_rel, "commit", "on")
+                started.append(index)
+            elif want == "on" and index not in running:
+                self._write(state_rel, "on", "off")
+                started.append(index)
+            elif want == "off" and index in running:
+                self._write(state_rel, "off", "on")
+
+        # 5. verify
+        if not self.check_mode:
+            if started and self.settle_time > 0:
+                self.sleep(self.settle_time)
+            self._read_back(the_plan)
+        self._verify_kdamonds(spec, the_plan, started, mark)
+        return result
+
+    def _check_operations(self, spec: DamonSpec) -> None:
+        for index, kd in enumerate(spec.kdamonds):
+            rel = f"kdamonds/{index}/contexts/0/avail_operations"
+            avail = self._read(rel)
+            if avail is None or (self.check_mode and self._under_rebuilt(rel)):
+                continue
+            names = avail.split()
+            if names and kd.operations not in names:
+                raise ApplyError(
+                    f"damon_perf_kdamonds[{index}].operations: {kd.operations} is not "
+                    f"available on this kernel (avail_operations: {' '.join(names)}; "
+                    f"needs CONFIG_DAMON_{'PADDR' if kd.operations == 'paddr' else 'VADDR'})",
+                    self.result,
+                )
+
+    def _read_back(self, the_plan: Plan) -> None:
+        mismatches = []
+        for rel, value in the_plan.writes:
+            if posixpath.basename(rel) == "state":
+                continue
+            current = self._read(rel)
+            if not same_value(rel, current, value):
+                mismatches.append(f"{rel}: wrote {value}, reads {current}")
+        if mismatches:
+            raise ApplyError("read-back mismatch: " + "; ".join(mismatches), self.result)
+
+    def _verify_kdamonds(
+        self, spec: DamonSpec, the_plan: Plan, started: list[int], mark: int
+    ) -> None:
+        result = self.result
+        problems = []
+        for index, kd in enumerate(spec.kdamonds):
+            if self.check_mode:
+                result.kdamonds.append({"index": index, "state": kd.state, "pid": None})
+                continue
+            state = self._read(f"kdamonds/{index}/state") or "off"
+            pid_text = self._read(f"kdamonds/{index}/pid") or "-1"
+            try:
+                pid = int(pid_text)
+            except ValueError:
+                pid = -1
+            result.kdamonds.append(
+                {"index": index, "state": state, "pid": pid if pid > 0 else None}
+            )
+            if kd.state == "on" and (state != "on" or pid <= 0):
+                problems.append(
+                    f"kdamond {index} is not running after "
+                    f"'{'on' if index in started else 'apply'}' (state {state}, pid {pid}); "
+                    "a target process may have exited"
+                )
+        if problems:
+            raise ApplyError("; ".join(problems), result)
+        wanted = [i for i, on in the_plan.perf.items() if on]
+        if not wanted:
+            result.perf_effective = False
+            return
+        if self.check_mode:
+            result.perf_effective = None
+            return
+        if self.log is None:
+            result.warnings.append("kernel log not checked; perf_effective unknown")
+            return
+        since = mark
+        if not started:
+            # nothing written now: look since the kdamonds started
+            starts = [self.log.process_start_us(k["pid"]) for k in result.kdamonds if k["pid"]]
+            known = [s for s in starts if s is not None]
+            since = min(known) if known else 0
+        try:
+            lines = self.log.messages_since(max(0, since - 1000000))
+        except OSError as err:
+            result.warnings.append(
+                f"cannot read the kernel log ({_oserror(err)}); perf_effective unknown"
+            )
+            return
+        result.perf_failures = parse_perf_failures(lines)
+        result.perf_effective = not result.perf_failures
+        if result.perf_failures:
+            cpus = sorted({f["cpu"] for f in result.perf_failures})
+            message = (
+                "the kernel dropped perf events (perf event create failed on CPU {} with {}): "
+                "DAMON falls back to the page-table accessed-bit check".format(
+                    ",".join(str(c) for c in cpus),
+                    ",".join(sorted({str(f["error"]) for f in result.perf_failures})),
+                )
+            )
+            if spec.no_event_policy == "fail":
+                raise ApplyError(message + " (damon_perf_no_event_policy is 'fail')", result)
+            if spec.no_event_policy == "skip":
+                for index in wanted:
+                    self._write(f"kdamonds/{index}/state", "off", "on")
+                    result.kdamonds[index]["state"] = "off"
+                    result.kdamonds[index]["pid"] = None
+                result.skipped = True
+                result.warnings.append(message + "; stopped (damon_perf_no_event_policy 'skip')")
+            else:
+                result.warnings.append(message)
+
+
+def _in_numbered_child(scope: str, rel: str) -> bool:
+    if not rel.startswith(scope + "/"):
+        return False
+    first = rel[len(scope) + 1 :].split("/", 1)[0]
+    return first.isdigit()
+
+
+def _kdamond_of(rel: str) -> int | None:
+    parts = rel.split("/")
+    if len(parts) >= 3 and parts[0] == "kdamonds" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def _group_by_kdamond(writes: Sequence[Write]) -> dict[int | None, list[Write]]:
+    groups: dict[int | None, list[Write]] = {}
+    for rel, value in writes:
+        groups.setdefault(_kdamond_of(rel), []).append((rel, value))
+    return groups
+
+
+def _oserror(err: OSError) -> str:
+    name = errno.errorcode.get(err.errno or 0, str(err.errno))
+    return f"{name} ({err.strerror or err})"
+
+
+def apply_spec(
+    spec: DamonSpec,
+    io: SysfsIO | None = None,
+    root: str = ADMIN_ROOT,
+    log: KernelLog | None = None,
+    resolver: Resolver | None = None,
+    check_mode: bool = False,
+    layout: str = "auto",
+    max_sample_rate: int | None = None,
+    settle_time: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ApplyResult:
+    """Apply ``spec``; raises :class:`ApplyError` (with ``.result``) on failure."""
+    if layout != "auto" and layout not in LAYOUTS:
+        raise ApplyError("unknown layout {!r}; known: auto, {}".format(layout, ", ".join(LAYOUTS)))
+    applier = Applier(io or RealSysfs(), root, log, check_mode, settle_time, sleep)
+    return applier.run(spec, resolver, layout, max_sample_rate)
+
+
+def spec_from_config(config: Mapping[str, Any]) -> DamonSpec:
+    """A :class:`DamonSpec` from the rendered config (role input names)."""
+    return parse_spec(
+        config.get("damon_perf_kdamonds"),
+        config.get("damon_perf_no_event_policy", "fail"),
+        config.get("damon_perf_default_perf_events"),
+        config.get("damon_perf_sample_freq"),
+    )
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """Read the rendered config: JSON (a YAML subset), ``#`` comment lines allowed."""
+    text = _read_text(path)
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    try:
+        data = json.loads(body)
+    except ValueError:
+        try:
+            import yaml  # type: ignore[import-untyped,unused-ignore]
+        except ImportError:
+            raise ValueError(f"{path} is not JSON (and PyYAML is not installed)") from None
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of damon_perf_* keys")
+    return data
+
+
+def applier_main(argv: Sequence[str] | None = None) -> int:
+    """``damon-fleet-apply --config FILE [--check]``: apply at boot, print JSON."""
+    parser = argparse.ArgumentParser(
+        prog="damon-fleet-apply",
+        description="Apply a damon-fleet DAMON configuration to the running kernel.",
+    )
+    parser.add_argument("--config", required=True, help="rendered config (JSON/YAML)")
+    parser.add_argument("--check", action="store_true", help="show what would change")
+    parser.add_argument("--root", default=ADMIN_ROOT, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--settle-time",
+        type=float,
+        default=None,
+        help="seconds to wait after 'on'/'commit' before verifying",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        spec = spec_from_config(config)
+        settle = args.settle_time
+        if settle is None:
+            settle = float(config.get("damon_perf_settle_time", 1.0))
+        result = apply_spec(
+            spec,
+            RealSysfs(),
+            args.root,
+            KmsgLog(),
+            HostResolver(),
+            check_mode=args.check,
+            layout=str(config.get("damon_perf_layout", "auto")),
+            max_sample_rate=host_max_sample_rate(),
+            settle_time=settle,
+        )
+    except (OSError, ValueError, SpecError, ApplyError, RuntimeError) as err:
+        partial = getattr(err, "result", None)
+        out: dict[str, Any] = {"failed": True, "msg": str(err)}
+        if partial is not None:
+            out.update(partial.as_dict())
+            out["failed"] = True
+        print(json.dumps(out, indent=2, sort_keys=True))
+        print(f"damon-fleet-apply: error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+    for warning in result.warnings:
+        print(f"damon-fleet-apply: warning: {warning}", file=sys.stderr)
+    return 0

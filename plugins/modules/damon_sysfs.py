@@ -1,0 +1,266 @@
+#!/usr/bin/python
+# Copyright: damon-fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: configure DAMON kdamonds (with perf-event access check) through sysfs."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: damon_sysfs
+short_description: Configure DAMON kdamonds, with the perf-event access check, through sysfs
+version_added: "0.1.0"
+description:
+  - Writes the DAMON sysfs files under C(/sys/kernel/mm/damon/admin) so that the running
+    kernel monitors the given processes or physical memory, using perf events (hardware
+    samples, the perf-event access check RFC series) where the kernel has them.
+  - Detects the sysfs layout of the running kernel (RFC v3
+    C(monitoring_attrs/sample/primitives/perf_events), RFC v1/v2 C(perf_events), the
+    successor RFC C(monitoring_attrs/sample/perf_events), or mainline without perf events)
+    and fails with the paths it looked for when it finds none it knows.
+  - Idempotent. Reads every file first and writes only what differs, in the kernel's order
+    (C(nr_*) files rebuild the numbered directories beside them, so they come before the
+    values beneath them). A kdamond that is already running gets its new values with
+    C(commit); one that is off is turned C(on).
+  - Reads every value back, checks that each kdamond that should run has a C(pid), and looks
+    in the kernel log since the write for C(perf event create on CPU N failed with E), which
+    the kernel logs when it drops the event and silently falls back to the page-table
+    accessed-bit check.
+    The result says whether the perf-event mode is in effect (RV(perf_effective)), and
+    O(no_event_policy) says what to do when it is not.
+  - Pidfile, unit (its C(MainPID)) and process-name targets are resolved on the host without
+    a shell. Values are only ever written to files below O(root).
+  - The same code runs at boot without Ansible (C(damon-fleet-apply), installed by the
+    C(damon_perf) role).
+author:
+  - damon-fleet contributors
+attributes:
+  check_mode:
+    support: full
+    description: Reads the current values and reports the writes it would make.
+  diff_mode:
+    support: full
+    description: The writes as C(path = value) lines, paths relative to O(root).
+options:
+  kdamonds:
+    description:
+      - The kdamonds to run, one context each (the kernel accepts at most one).
+      - The same structure as the C(damon_perf_kdamonds) role input.
+      - Each item has C(operations) (C(vaddr), C(fvaddr) or C(paddr)); C(targets), a list of
+        C({pid}), C({pidfile}), C({unit}) or C({process}) (C(fvaddr) adds C(regions)), or of
+        C({start, end}) regions for C(paddr) (none means the System RAM ranges of
+        C(/proc/iomem)); C(intervals) C({sample_us, aggr_us, update_us}) in microseconds or
+        as durations like C(5s); C(nr_regions) C({min, max}) with C(min >= 3); C(perf_events),
+        a list of C({type, config, config1, config2, sample_freq, sample_phys_addr}) (integers
+        or hex strings); and C(state) (C(on) or C(off), default C(on)).
+      - An empty list removes every kdamond (after turning them off).
+    type: list
+    elements: dict
+    required: true
+  default_perf_events:
+    description:
+      - Perf events for kdamonds that do not list C(perf_events), normally the detected
+        C(damon_perf_events) facts.
+      - A kdamond with C(perf_events=[]) uses the accessed-bit check on purpose.
+    type: list
+    elements: dict
+    default: []
+  sample_freq:
+    description:
+      - C(sample_freq) of events that do not give one. At most
+        C(/proc/sys/kernel/perf_event_max_sample_rate).
+    type: int
+    default: 5000
+  no_event_policy:
+    description:
+      - What to do with a kdamond that has no usable perf event (none listed nor detected, a
+        kernel without perf-event support, or events the kernel dropped at start).
+      - V(fail) fails the task. V(accessed_bit) runs DAMON with the page-table accessed-bit
+        check and warns. V(skip) leaves DAMON alone on the host (and turns off kdamonds whose
+        events the kernel dropped).
+    type: str
+    choices: [fail, accessed_bit, skip]
+    default: fail
+  layout:
+    description:
+      - The sysfs layout to expect. V(auto) uses what the running kernel has; any other value
+        fails when the kernel differs.
+    type: str
+    choices: [auto, rfc-v3, rfc-v1, successor, mainline]
+    default: auto
+  settle_time:
+    description:
+      - Seconds to wait after C(on) or C(commit) before checking C(pid) and the kernel log
+        (perf events are created by the kdamond thread once it runs).
+    type: float
+    default: 1.0
+  root:
+    description:
+      - The DAMON admin directory. Every path written is below it; anything else is refused.
+    type: path
+    default: /sys/kernel/mm/damon/admin
+  kernel_log:
+    description:
+      - The kernel log device read for dropped perf events.
+    type: path
+    default: /dev/kmsg
+notes:
+  - Needs root (sysfs files are mode 0600) and C(CONFIG_DAMON_SYSFS=y).
+  - With several perf events per kdamond a single failure line cannot be tied to one event;
+    any failure makes RV(perf_effective) false.
+  - In check mode on a host whose kdamond directories do not exist yet the layout cannot be
+    seen; the module then reports only the directory writes and warns.
+seealso:
+  - name: DAMON sysfs interface
+    description: The kernel's documentation of the files this module writes.
+    link: https://docs.kernel.org/admin-guide/mm/damon/usage.html
+"""
+
+EXAMPLES = r"""
+- name: Monitor memcached with the load-latency PEBS event (the RFC v3 example)
+  damon_sysfs:
+    kdamonds:
+      - operations: vaddr
+        targets:
+          - unit: memcached.service
+        intervals: {sample_us: 5s, aggr_us: 60s, update_us: 300s}
+        nr_regions: {min: 1000000000, max: 1000000000}
+        perf_events:
+          - {sample_freq: 5000, sample_phys_addr: 0, type: 0x4, config: 0x1cd,
+             config1: 0x1f, config2: 0}
+
+- name: Physical memory, events from the perf_detect facts, accessed bits as a fallback
+  damon_sysfs:
+    kdamonds:
+      - operations: paddr
+    default_perf_events: "{{ ansible_facts.damon_perf.damon_perf_events }}"
+    no_event_policy: accessed_bit
+  register: damon
+
+- name: Stop and remove every kdamond
+  damon_sysfs:
+    kdamonds: []
+"""
+
+RETURN = r"""
+layout:
+  description: The sysfs layout of the running kernel.
+  returned: success
+  type: str
+  sample: rfc-v3
+writes:
+  description: The writes made (or, in check mode, that would be made), in order.
+  returned: always
+  type: list
+  elements: list
+  sample: [["kdamonds/nr_kdamonds", "1"], ["kdamonds/0/state", "on"]]
+perf_effective:
+  description:
+    - Whether every running kdamond that should use perf events does (no event dropped by
+      the kernel). V(false) when DAMON uses the accessed-bit check; null when unknown (check
+      mode, or the kernel log is unreadable).
+  returned: always
+  type: bool
+  sample: true
+perf_failures:
+  description: The C(perf event create on CPU N failed with E) lines found, parsed.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"cpu": 0, "error": "-95"}]
+kdamonds:
+  description: State and pid of each kdamond after the run.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"index": 0, "state": "on", "pid": 4242}]
+skipped:
+  description: True when DAMON was left alone (or stopped) under O(no_event_policy=skip).
+  returned: always
+  type: bool
+  sample: false
+warnings:
+  description: What was stopped, fallen back or not checked.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.damon_apply import (
+    ApplyError,
+    HostResolver,
+    KmsgLog,
+    RealSysfs,
+    apply_spec,
+    host_max_sample_rate,
+)
+from ansible.module_utils.damon_plan import LayoutError, PlanError
+from ansible.module_utils.damon_spec import SpecError, parse_spec
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    "kdamonds": {"type": "list", "elements": "dict", "required": True},
+    "default_perf_events": {"type": "list", "elements": "dict", "default": []},
+    "sample_freq": {"type": "int", "default": 5000},
+    "no_event_policy": {
+        "type": "str",
+        "choices": ["fail", "accessed_bit", "skip"],
+        "default": "fail",
+    },
+    "layout": {
+        "type": "str",
+        "choices": ["auto", "rfc-v3", "rfc-v1", "successor", "mainline"],
+        "default": "auto",
+    },
+    "settle_time": {"type": "float", "default": 1.0},
+    "root": {"type": "path", "default": "/sys/kernel/mm/damon/admin"},
+    "kernel_log": {"type": "path", "default": "/dev/kmsg"},
+}
+
+
+def run(module: AnsibleModule) -> None:
+    """Map the typed errors of module_utils to fail_json, in one place."""
+    params = module.params
+    try:
+        spec = parse_spec(
+            params["kdamonds"],
+            params["no_event_policy"],
+            params["default_perf_events"],
+            params["sample_freq"],
+        )
+        result = apply_spec(
+            spec,
+            RealSysfs(),
+            params["root"],
+            KmsgLog(params["kernel_log"]),
+            HostResolver(),
+            check_mode=module.check_mode,
+            layout=params["layout"],
+            max_sample_rate=host_max_sample_rate(),
+            settle_time=params["settle_time"],
+        )
+    except SpecError as err:
+        module.fail_json(msg=f"invalid input: {err}", problems=err.problems)
+    except (PlanError, LayoutError) as err:
+        module.fail_json(msg=str(err))
+    except ApplyError as err:
+        partial = err.result.as_dict() if err.result is not None else {}
+        partial.pop("diff", None)
+        module.fail_json(msg=str(err), **partial)
+    else:
+        out = result.as_dict()
+        diff = out.pop("diff")  # AnsibleModule turns out["warnings"] into task warnings
+        if module._diff:
+            out["diff"] = diff
+        module.exit_json(**out)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    run(module)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""``damon-fleet damon plan``: the ordered DAMON sysfs writes for a spec, as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import yaml
+from ansible.module_utils.damon_apply import HostResolver, spec_from_config
+from ansible.module_utils.damon_plan import (
+    LAYOUTS,
+    LayoutError,
+    PlanError,
+    detect_layout,
+    format_writes,
+    plan,
+)
+from ansible.module_utils.damon_spec import SpecError, resolve_targets
+
+import damon_fleet._paths  # noqa: F401  (makes ansible.module_utils.<ours> importable)
+
+EXIT_BAD_INPUT = 2
+
+
+def _admin_root(directory: str) -> str:
+    """Accept a sysfs mount (``/sys``) or the DAMON admin directory itself."""
+    nested = os.path.join(directory, "kernel", "mm", "damon", "admin")
+    return nested if os.path.isdir(nested) else directory
+
+
+def _load_spec_file(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of damon_perf_* role inputs")
+    return data
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    prog = "damon-fleet damon plan"
+    try:
+        config = _load_spec_file(args.spec)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"{prog}: cannot read {args.spec}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        layout = args.layout
+        if layout is None:
+            layout = detect_layout(_admin_root(args.sysfs_root))
+        spec = spec_from_config(config)
+        spec = resolve_targets(spec, HostResolver())
+        result = plan(spec, layout, args.max_sample_rate)
+    except (SpecError, PlanError, LayoutError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for note in result.notes:
+        print(f"{prog}: note: {note}", file=sys.stderr)
+    pairs = format_writes(result.writes)
+    sys.stdout.write("[\n" + ",\n".join("  " + json.dumps(pair) for pair in pairs) + "\n]\n")
+    return 0
+
+
+def add_damon_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``damon`` (with ``plan``) to the main CLI."""
+    damon = subparsers.add_parser("damon", help="plan DAMON sysfs configurations")
+    sub = damon.add_subparsers(dest="damon_command", required=True, metavar="SUBCOMMAND")
+    plan_p = sub.add_parser(
+        "plan",
+        help="print the ordered sysfs writes for a spec",
+        description=(
+            "Print the ordered DAMON sysfs writes for SPEC.yml (role inputs: "
+            "damon_perf_kdamonds, damon_perf_default_perf_events, damon_perf_no_event_policy, "
+            "damon_perf_sample_freq) as a JSON list of [relative_path, value] pairs, paths "
+            "relative to /sys/kernel/mm/damon/admin. pidfile/unit/process targets and paddr "
+            "regions are resolved on this machine."
+        ),
+    )
+    plan_p.add_argument("spec", metavar="SPEC.yml", help="YAML file with damon_perf_* inputs")
+    where = plan_p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--layout", choices=LAYOUTS, help="the sysfs layout to plan for")
+    where.add_argument(
+        "--sysfs-root",
+        metavar="DIR",
+        help="detect the layout from this tree (a sysfs mount or the DAMON admin directory)",
+    )
+    plan_p.add_argument(
+        "--max-sample-rate",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse sample_freq above N (a host's perf_event_max_sample_rate)",
+    )
+    plan_p.set_defaults(func=cmd_plan)

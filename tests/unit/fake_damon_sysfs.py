@@ -1,0 +1,469 @@
+"""A fake DAMON sysfs: a real directory tree whose writes follow the kernel's rules.
+
+Modelled on mm/damon/sysfs.c (mainline) and the perf-event RFC series:
+
+* numbers are parsed like ``kstrtoint``/``kstrtoul`` with base 0 (``0x`` hex,
+  leading ``0`` octal, one trailing newline allowed), bad input is ``EINVAL``,
+  overflow ``ERANGE``;
+* writing ``nr_*`` removes every numbered directory beside it and creates
+  ``0..N-1`` with default (zeroed) values; ``nr_contexts`` accepts only 0 or 1;
+  ``nr_kdamonds`` is ``EBUSY`` while any kdamond runs; ``nr_perf_events`` <= 64;
+* perf ``type``/``config*`` read back as hex (``0x1cd``), ``sample_phys_addr`` as
+  ``0``/``1`` (``kstrtobool`` input), ``sample_freq`` as decimal;
+* ``state`` takes keywords: ``on`` (``EBUSY`` if running, ``EINVAL`` on bad
+  inputs), ``off`` (``EINVAL`` if never started, ``EPERM`` if stopped),
+  ``commit`` and ``update_*`` (``EINVAL`` unless running); unknown -> ``EINVAL``;
+* read-only files (``pid``, ``avail_operations``) refuse writes with ``EACCES``;
+* starting perf events on CPUs listed in ``perf_fail_cpus`` logs
+  ``perf event create on CPU N failed with -95`` and still succeeds (the
+  silent fallback).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+OPS_KEYWORDS = ("vaddr", "fvaddr", "paddr")
+STATE_COMMANDS = (
+    "on",
+    "off",
+    "commit",
+    "commit_schemes_quota_goals",
+    "update_schemes_stats",
+    "update_schemes_tried_regions",
+    "update_schemes_tried_bytes",
+    "clear_schemes_tried_regions",
+    "update_schemes_effective_quotas",
+    "update_tuned_intervals",
+)
+PERF_DIRS = {
+    "rfc-v3": "monitoring_attrs/sample/primitives/perf_events",
+    "successor": "monitoring_attrs/sample/perf_events",
+    "rfc-v1": "perf_events",
+    "mainline": None,
+}
+READ_ONLY = ("pid", "avail_operations", "total_reports")
+U32_MAX = (1 << 32) - 1
+U64_MAX = (1 << 64) - 1
+INT_MAX = (1 << 31) - 1
+INT_MIN = -(1 << 31)
+
+
+def _err(code: int, what: str) -> OSError:
+    return OSError(code, os.strerror(code), what)
+
+
+def kstrtoull(text: str, what: str = "") -> int:
+    """``kstrtoull(s, 0)``: base auto-detection, one trailing newline, no sign but '+'."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    if text.startswith("+"):
+        text = text[1:]
+    if not text:
+        raise _err(errno.EINVAL, what)
+    if text[:2].lower() == "0x" and len(text) > 2:
+        base, digits = 16, text[2:]
+    elif text.startswith("0") and len(text) > 1:
+        base, digits = 8, text[1:]
+    else:
+        base, digits = 10, text
+    allowed = "0123456789abcdef"[:base]
+    if not digits or any(c not in allowed for c in digits.lower()):
+        raise _err(errno.EINVAL, what)
+    value = int(digits, base)
+    if value > U64_MAX:
+        raise _err(errno.ERANGE, what)
+    return value
+
+
+def kstrtoul_range(text: str, maximum: int, what: str) -> int:
+    value = kstrtoull(text, what)
+    if value > maximum:
+        raise _err(errno.ERANGE, what)
+    return value
+
+
+def kstrtoint(text: str, what: str = "") -> int:
+    body = text[:-1] if text.endswith("\n") else text
+    negative = body.startswith("-")
+    value = kstrtoull(body[1:] if negative else body, what)
+    value = -value if negative else value
+    if value > INT_MAX or value < INT_MIN:
+        raise _err(errno.ERANGE, what)
+    return value
+
+
+def kstrtobool(text: str, what: str = "") -> bool:
+    head = text[:2].lower()
+    if head[:1] in ("y", "t", "1"):
+        return True
+    if head[:1] in ("n", "f", "0"):
+        return False
+    if head == "on":
+        return True
+    if head == "of":
+        return False
+    raise _err(errno.EINVAL, what)
+
+
+def sysfs_streq(text: str, keyword: str) -> bool:
+    return (text[:-1] if text.endswith("\n") else text) == keyword
+
+
+class FakeKernelLog:
+    """A kernel log with its own microsecond clock (implements ``KernelLog``)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[int, str]] = []
+        self.starts: dict[int, int] = {}
+        self.readable = True
+        self._clock = 10_000_000
+
+    def tick(self) -> int:
+        self._clock += 1000
+        return self._clock
+
+    def now_us(self) -> int:
+        return self.tick()
+
+    def log(self, message: str) -> None:
+        self.records.append((self.tick(), message))
+
+    def messages_since(self, since_us: int) -> list[str]:
+        if not self.readable:
+            raise PermissionError(errno.EPERM, "Operation not permitted", "/dev/kmsg")
+        return [m for t, m in self.records if t >= since_us]
+
+    def process_start_us(self, pid: int) -> int | None:
+        return self.starts.get(pid)
+
+
+class FakeDamonSysfs:
+    """The DAMON admin tree under ``base``; use :attr:`root` and the IO methods."""
+
+    def __init__(
+        self,
+        base: Path,
+        layout: str = "rfc-v3",
+        avail_operations: Sequence[str] = OPS_KEYWORDS,
+        alive_pids: Iterable[int] | None = None,
+        perf_fail_cpus: Sequence[int] = (),
+        log: FakeKernelLog | None = None,
+    ) -> None:
+        if layout not in PERF_DIRS:
+            raise ValueError(layout)
+        self.layout = layout
+        self.base = Path(base)
+        self.root_path = self.base / "sys" / "kernel" / "mm" / "damon" / "admin"
+        self.root = str(self.root_path)
+        self.avail_operations = tuple(avail_operations)
+        self.alive_pids: set[int] | None = set(alive_pids) if alive_pids is not None else None
+        self.perf_fail_cpus = tuple(perf_fail_cpus)
+        self.log = log or FakeKernelLog()
+        self.running: dict[int, int] = {}
+        self.started: set[int] = set()
+        self.writes: list[tuple[str, str]] = []  # every accepted write, relative
+        self._next_pid = 4000
+        (self.root_path / "kdamonds").mkdir(parents=True)
+        self._file("kdamonds/nr_kdamonds", "0")
+
+    # ---------------------------------------------------------------- helpers
+    def _p(self, rel: str) -> Path:
+        return self.root_path / rel
+
+    def _file(self, rel: str, value: str) -> None:
+        path = self._p(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+
+    def get(self, rel: str) -> str:
+        return self._p(rel).read_text().strip()
+
+    def _rel(self, path: str) -> str:
+        rel = os.path.relpath(os.path.realpath(path), os.path.realpath(self.root))
+        if rel.startswith(".."):
+            raise _err(errno.EACCES, path)
+        return rel.replace(os.sep, "/")
+
+    def _rm_numbered(self, rel_dir: str) -> None:
+        directory = self._p(rel_dir)
+        for child in directory.iterdir():
+            if child.is_dir() and child.name.isdigit():
+                shutil.rmtree(child)
+
+    # ---------------------------------------------------------------- SysfsIO
+    def read(self, path: str) -> str:
+        p = Path(path)
+        if p.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        return p.read_text()
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def write(self, path: str, value: str) -> None:
+        rel = self._rel(path)
+        if not self._p(rel).is_file():
+            raise _err(errno.ENOENT, path)
+        name = rel.rsplit("/", 1)[-1]
+        if name in READ_ONLY:
+            raise _err(errno.EACCES, path)
+        handler = getattr(self, "_w_" + name, None)
+        if handler is None:
+            raise _err(errno.EACCES, path)
+        handler(rel, value)
+        self.writes.append((rel, value))
+
+    # ---------------------------------------------------------------- builders
+    def _make_kdamond(self, index: int) -> None:
+        kdir = f"kdamonds/{index}"
+        self._file(kdir + "/state", "off")
+        self._file(kdir + "/pid", "-1")
+        self._file(kdir + "/contexts/nr_contexts", "0")
+        if self.layout == "rfc-v3":
+            self._file(kdir + "/total_reports", "0")
+
+    def _make_context(self, cdir: str) -> None:
+        self._file(cdir + "/avail_operations", " ".join(self.avail_operations))
+        self._file(cdir + "/operations", "vaddr")
+        attrs = cdir + "/monitoring_attrs"
+        self._file(attrs + "/intervals/sample_us", "5000")
+        self._file(attrs + "/intervals/aggr_us", "100000")
+        self._file(attrs + "/intervals/update_us", "1000000")
+        self._file(attrs + "/nr_regions/min", "10")
+        self._file(attrs + "/nr_regions/max", "1000")
+        self._file(cdir + "/targets/nr_targets", "0")
+        self._file(cdir + "/schemes/nr_schemes", "0")
+        if self.layout == "rfc-v3":
+            self._file(attrs + "/sample/primitives/page_table", "Y")
+            self._file(attrs + "/sample/primitives/page_fault", "N")
+        perf = PERF_DIRS[self.layout]
+        if perf is not None:
+            self._file(f"{cdir}/{perf}/nr_perf_events", "0")
+
+    def _make_event(self, edir: str) -> None:
+        for leaf in ("type", "config", "config1", "config2"):
+            self._file(f"{edir}/{leaf}", "0x0")
+        self._file(edir + "/sample_phys_addr", "0")
+        self._file(edir + "/sample_freq", "0")
+        if self.layout == "successor":
+            for leaf, value in (
+                ("freq", "1"),
+                ("sample_period", "0"),
+                ("precise_ip", "2"),
+                ("wakeup_events", "1"),
+                ("exclude_kernel", "1"),
+                ("exclude_hv", "1"),
+                ("sample_weight_struct", "0"),
+            ):
+                self._file(f"{edir}/{leaf}", value)
+
+    def _make_target(self, tdir: str) -> None:
+        self._file(tdir + "/pid_target", "0")
+        self._file(tdir + "/regions/nr_regions", "0")
+
+    def _make_region(self, rdir: str) -> None:
+        self._file(rdir + "/start", "0")
+        self._file(rdir + "/end", "0")
+
+    def _rebuild(self, rel: str, count: int, make: str) -> None:
+        parent = rel.rsplit("/", 1)[0]
+        self._rm_numbered(parent)
+        builder = getattr(self, make)
+        for index in range(count):
+            if make == "_make_kdamond":
+                builder(index)
+            else:
+                builder(f"{parent}/{index}")
+        self._file(rel, str(count))
+
+    # ---------------------------------------------------------------- nr_* files
+    def _w_nr_kdamonds(self, rel: str, value: str) -> None:
+        count = kstrtoint(value, rel)
+        if count < 0:
+            raise _err(errno.EINVAL, rel)
+        if self.running:
+            raise _err(errno.EBUSY, rel)
+        self.started.clear()
+        self._rebuild(rel, count, "_make_kdamond")
+
+    def _w_nr_contexts(self, rel: str, value: str) -> None:
+        count = kstrtoint(value, rel)
+        if count < 0 or count > 1:
+            raise _err(errno.EINVAL, rel)
+        self._rebuild(rel, count, "_make_context")
+
+    def _w_nr_targets(self, rel: str, value: str) -> None:
+        count = kstrtoint(value, rel)
+        if count < 0:
+            raise _err(errno.EINVAL, rel)
+        self._rebuild(rel, count, "_make_target")
+
+    def _w_nr_regions(self, rel: str, value: str) -> None:
+        count = kstrtoint(value, rel)
+        if count < 0:
+            raise _err(errno.EINVAL, rel)
+        self._rebuild(rel, count, "_make_region")
+
+    def _w_nr_perf_events(self, rel: str, value: str) -> None:
+        count = kstrtoint(value, rel)
+        if count < 0 or count > 64:
+            raise _err(errno.EINVAL, rel)
+        self._rebuild(rel, count, "_make_event")
+
+    def _w_nr_schemes(self, rel: str, value: str) -> None:
+        count = kstrtoint(value, rel)
+        if count < 0:
+            raise _err(errno.EINVAL, rel)
+        self._rm_numbered(rel.rsplit("/", 1)[0])
+        for index in range(count):
+            self._p(f"{rel.rsplit('/', 1)[0]}/{index}").mkdir()
+        self._file(rel, str(count))
+
+    # ---------------------------------------------------------------- leaves
+    def _w_operations(self, rel: str, value: str) -> None:
+        for keyword in OPS_KEYWORDS:
+            if sysfs_streq(value, keyword):
+                self._file(rel, keyword)
+                return
+        raise _err(errno.EINVAL, rel)
+
+    def _ulong(self, rel: str, value: str) -> None:
+        self._file(rel, str(kstrtoul_range(value, U64_MAX, rel)))
+
+    _w_sample_us = _w_aggr_us = _w_update_us = _w_start = _w_end = _ulong
+
+    def _w_min(self, rel: str, value: str) -> None:
+        self._ulong(rel, value)
+
+    _w_max = _w_min
+
+    def _w_pid_target(self, rel: str, value: str) -> None:
+        self._file(rel, str(kstrtoint(value, rel)))
+
+    def _w_type(self, rel: str, value: str) -> None:
+        self._file(rel, f"0x{kstrtoul_range(value, U32_MAX, rel):x}")
+
+    def _hex64(self, rel: str, value: str) -> None:
+        number = kstrtoul_range(value, U64_MAX, rel)
+        self._file(rel, f"0x{number:x}")
+
+    _w_config = _w_config1 = _w_config2 = _hex64
+
+    def _w_sample_phys_addr(self, rel: str, value: str) -> None:
+        self._file(rel, "1" if kstrtobool(value, rel) else "0")
+
+    def _w_sample_freq(self, rel: str, value: str) -> None:
+        self._file(rel, str(kstrtoul_range(value, U64_MAX, rel)))
+
+    _w_sample_period = _w_sample_freq
+
+    def _bool_leaf(self, rel: str, value: str) -> None:
+        self._file(rel, "1" if kstrtobool(value, rel) else "0")
+
+    _w_freq = _w_exclude_kernel = _w_exclude_hv = _w_sample_weight_struct = _bool_leaf
+
+    def _u32_leaf(self, rel: str, value: str) -> None:
+        self._file(rel, str(kstrtoul_range(value, U32_MAX, rel)))
+
+    _w_precise_ip = _w_wakeup_events = _u32_leaf
+
+    def _yn_leaf(self, rel: str, value: str) -> None:
+        self._file(rel, "Y" if kstrtobool(value, rel) else "N")
+
+    _w_page_table = _w_page_fault = _yn_leaf
+
+    # ---------------------------------------------------------------- state
+    def _w_state(self, rel: str, value: str) -> None:
+        index = int(rel.split("/")[1])
+        command = next((c for c in STATE_COMMANDS if sysfs_streq(value, c)), None)
+        if command is None:
+            raise _err(errno.EINVAL, rel)
+        kdir = f"kdamonds/{index}"
+        if command == "on":
+            if index in self.running:
+                raise _err(errno.EBUSY, rel)
+            self._check_inputs(kdir)
+            pid = self._next_pid
+            self._next_pid += 1
+            self.running[index] = pid
+            self.started.add(index)
+            self.log.starts[pid] = self.log.tick()
+            self._file(kdir + "/state", "on")
+            self._file(kdir + "/pid", str(pid))
+            self._start_perf_events(kdir)
+        elif command == "off":
+            if index not in self.started:
+                raise _err(errno.EINVAL, rel)
+            if index not in self.running:
+                raise _err(errno.EPERM, rel)
+            self.stop(index)
+        else:
+            if index not in self.running:
+                raise _err(errno.EINVAL, rel)
+            if command == "commit":
+                self._check_inputs(kdir)
+                self._start_perf_events(kdir)
+
+    def stop(self, index: int) -> None:
+        """The kdamond exits (``off``, or its target went away)."""
+        self.running.pop(index, None)
+        kdir = f"kdamonds/{index}"
+        self._file(kdir + "/state", "off")
+        self._file(kdir + "/pid", "-1")
+
+    def _check_inputs(self, kdir: str) -> None:
+        if self.get(kdir + "/contexts/nr_contexts") != "1":
+            raise _err(errno.EINVAL, kdir + "/state")
+        cdir = kdir + "/contexts/0"
+        ops = self.get(cdir + "/operations")
+        if ops not in self.avail_operations:
+            raise _err(errno.EINVAL, cdir + "/operations")
+        attrs = cdir + "/monitoring_attrs"
+        low = int(self.get(attrs + "/nr_regions/min"))
+        high = int(self.get(attrs + "/nr_regions/max"))
+        if low < 3 or low > high:
+            raise _err(errno.EINVAL, attrs + "/nr_regions")
+        if int(self.get(attrs + "/intervals/sample_us")) > int(
+            self.get(attrs + "/intervals/aggr_us")
+        ):
+            raise _err(errno.EINVAL, attrs + "/intervals")
+        for t_index in range(int(self.get(cdir + "/targets/nr_targets"))):
+            tdir = f"{cdir}/targets/{t_index}"
+            if ops in ("vaddr", "fvaddr"):
+                pid = int(self.get(tdir + "/pid_target"))
+                alive = pid > 0 if self.alive_pids is None else pid in self.alive_pids
+                if not alive:
+                    raise _err(errno.EINVAL, tdir + "/pid_target")
+            previous_end = 0
+            for r_index in range(int(self.get(tdir + "/regions/nr_regions"))):
+                rdir = f"{tdir}/regions/{r_index}"
+                start, end = int(self.get(rdir + "/start")), int(self.get(rdir + "/end"))
+                if start > end or start < previous_end:
+                    raise _err(errno.EINVAL, rdir)
+                previous_end = end
+
+    def _start_perf_events(self, kdir: str) -> None:
+        perf = PERF_DIRS[self.layout]
+        if perf is None:
+            return
+        count = int(self.get(f"{kdir}/contexts/0/{perf}/nr_perf_events"))
+        for _ in range(count):
+            for cpu in self.perf_fail_cpus:
+                self.log.log(f"damon: perf event create on CPU {cpu} failed with -95")
+
+    # ---------------------------------------------------------------- snapshot
+    def snapshot(self) -> dict[str, str]:
+        """Every file under the root with its content (for comparisons)."""
+        out: dict[str, str] = {}
+        for path in sorted(self.root_path.rglob("*")):
+            if path.is_file():
+                out[str(path.relative_to(self.root_path))] = path.read_text().strip()
+        return out
