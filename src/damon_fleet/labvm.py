@@ -1,0 +1,928 @@
+"""Lab VMs for end-to-end tests: a DAMON-enabled kernel, a Debian image and QEMU.
+
+Three stages, each cached by a hash of its inputs so a warm run only boots:
+
+* :func:`build_kernel` -- a small 6.12 ``bzImage`` from Debian's ``linux-source-6.12``
+  (``tinyconfig`` + ``kvm_guest.config`` + ``kernel-patches/lab-kernel.config``).
+* :func:`build_image` -- a ``debootstrap --variant=minbase`` Debian bookworm root
+  filesystem packed into an ext4 raw image with ``mkfs.ext4 -d`` (no mounting).
+* :class:`LabVm` -- boots both under ``qemu-system-x86_64`` (TCG by default, KVM
+  opt-in via ``DAMON_FLEET_ACCEL=kvm``) with a private qcow2 overlay and an SSH
+  port forward, and writes an Ansible inventory for it.
+
+Nothing is installed here; the host packages needed are listed in
+:data:`APT_PACKAGES`.  Cache root: ``$DAMON_FLEET_CACHE`` or
+``~/.cache/damon-fleet``.
+
+Command line (for CI stages)::
+
+    python -m damon_fleet.labvm kernel
+    python -m damon_fleet.labvm image
+    python -m damon_fleet.labvm boot-smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from damon_fleet._paths import REPO_ROOT
+
+#: Debian packages the host needs for every stage (build, image, boot, ssh).
+APT_PACKAGES: tuple[str, ...] = (
+    "linux-source-6.12",
+    "build-essential",
+    "flex",
+    "bison",
+    "bc",
+    "libelf-dev",
+    "libssl-dev",
+    "cpio",
+    "kmod",
+    "xz-utils",
+    "patch",
+    "qemu-system-x86",
+    "qemu-utils",
+    "debootstrap",
+    "openssh-client",
+    "e2fsprogs",
+)
+
+KERNEL_SOURCE_PACKAGE = "linux-source-6.12"
+KERNEL_SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+KERNEL_FRAGMENT = REPO_ROOT / "kernel-patches" / "lab-kernel.config"
+
+#: Options that must survive ``olddefconfig`` in the built kernel's ``.config``.
+REQUIRED_OPTIONS: tuple[str, ...] = (
+    "CONFIG_64BIT",
+    "CONFIG_DAMON",
+    "CONFIG_DAMON_VADDR",
+    "CONFIG_DAMON_PADDR",
+    "CONFIG_DAMON_SYSFS",
+    "CONFIG_PERF_EVENTS",
+    "CONFIG_CGROUPS",
+    "CONFIG_DEVTMPFS_MOUNT",
+    "CONFIG_UNIX",
+    "CONFIG_INET",
+    "CONFIG_VIRTIO_BLK",
+    "CONFIG_VIRTIO_NET",
+    "CONFIG_EXT4_FS",
+    "CONFIG_SERIAL_8250_CONSOLE",
+    "CONFIG_UNIX98_PTYS",
+)
+
+SUITE = "bookworm"
+IMAGE_SIZE = "2G"
+#: Bump when the image recipe below changes in a way the hash cannot see.
+IMAGE_SCRIPT_VERSION = "3"
+IMAGE_PACKAGES: tuple[str, ...] = (
+    "openssh-server",
+    "python3",
+    "systemd-sysv",
+    "dbus",
+    "udev",
+    "iproute2",
+    "procps",
+    "kmod",
+    "ca-certificates",
+)
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=4"
+
+SSH_OPTIONS: tuple[str, ...] = (
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "IdentitiesOnly=yes",
+)
+
+
+class LabVmError(RuntimeError):
+    """A lab stage (kernel build, image build, boot, ssh) failed."""
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cache_root(cache_dir: Path | None = None) -> Path:
+    """Return the cache root: *cache_dir*, ``$DAMON_FLEET_CACHE`` or ``~/.cache/damon-fleet``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("DAMON_FLEET_CACHE")
+    if env:
+        return Path(env)
+    return Path.home() / ".cache" / "damon-fleet"
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _run_logged(
+    cmd: Sequence[str | Path], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> None:
+    """Run *cmd* appending stdout+stderr to *log*; raise with the log tail on failure."""
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(str(c) for c in cmd)}\n")
+        out.flush()
+        proc = subprocess.run(
+            [str(c) for c in cmd],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise LabVmError(
+            f"command failed ({proc.returncode}): {' '.join(str(c) for c in cmd)}\n"
+            f"log: {log}\n--- log tail ---\n{_log_tail(log)}"
+        )
+
+
+def _sha256(parts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+def _package_version(package: str) -> str:
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", package],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+
+
+def kernel_inputs_key(patches: Sequence[Path] = (), fragments: Sequence[Path] = ()) -> str:
+    """Hash of everything the kernel build depends on.
+
+    Source package identity (version, tarball size and mtime), the lab fragment,
+    the required-option list, and the text of any extra *patches* / *fragments*.
+    """
+    st = KERNEL_SOURCE_TARBALL.stat()
+    parts = [
+        "kernel-recipe-1",
+        KERNEL_SOURCE_PACKAGE,
+        _package_version(KERNEL_SOURCE_PACKAGE),
+        str(st.st_size),
+        str(int(st.st_mtime)),
+        KERNEL_FRAGMENT.read_text(),
+        " ".join(REQUIRED_OPTIONS),
+    ]
+    for patch in patches:
+        parts += [Path(patch).name, Path(patch).read_text(errors="replace")]
+    for fragment in fragments:
+        parts += ["fragment", Path(fragment).name, Path(fragment).read_text()]
+    return _sha256(parts)[:20]
+
+
+def parse_kconfig(text: str) -> dict[str, str]:
+    """Parse a ``.config`` into ``{"CONFIG_X": "y" | "m" | "n" | value}``."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = re.match(r"^(CONFIG_\w+)=(.*)$", line)
+        if match:
+            values[match[1]] = match[2]
+            continue
+        match = re.match(r"^# (CONFIG_\w+) is not set$", line)
+        if match:
+            values[match[1]] = "n"
+    return values
+
+
+def check_required_options(config_text: str, required: Sequence[str] = REQUIRED_OPTIONS) -> None:
+    """Raise :class:`LabVmError` naming every required option that is not ``=y``."""
+    values = parse_kconfig(config_text)
+    missing = [opt for opt in required if values.get(opt) != "y"]
+    if missing:
+        raise LabVmError(
+            "kernel .config lost required option(s) after olddefconfig: "
+            + ", ".join(f"{opt} (is {values.get(opt, 'unset')})" for opt in missing)
+        )
+
+
+def build_kernel(
+    cache_dir: Path | None = None,
+    *,
+    patches: Sequence[Path] = (),
+    fragments: Sequence[Path] = (),
+) -> Path:
+    """Build (or take from cache) the lab ``bzImage`` and return its path.
+
+    Without arguments this is Debian's 6.12 source, unpatched.  *patches*
+    (unified diffs or mbox series, applied in order with ``patch -p1``) and
+    extra config *fragments* (merged after ``lab-kernel.config``) produce a
+    differently keyed cache entry.  The entry ``<cache>/kernels/<key>/`` holds
+    ``bzImage``, ``config`` (the final ``.config``) and ``build.log``.
+    """
+    key = kernel_inputs_key(patches, fragments)
+    dest = cache_root(cache_dir) / "kernels" / key
+    bzimage = dest / "bzImage"
+    if bzimage.is_file() and (dest / "config").is_file():
+        return bzimage
+    dest.mkdir(parents=True, exist_ok=True)
+    log = dest / "build.log"
+    log.write_text(f"kernel build {key}\n")
+    jobs = str(os.cpu_count() or 1)
+    env = dict(os.environ, ARCH="x86_64", KBUILD_BUILD_USER="lab", KBUILD_BUILD_HOST="lab")
+    with tempfile.TemporaryDirectory(prefix="kbuild-", dir=dest) as tmp:
+        work = Path(tmp)
+        _run_logged(["tar", "-xf", KERNEL_SOURCE_TARBALL, "-C", work], log)
+        trees = [p for p in work.iterdir() if p.is_dir()]
+        if len(trees) != 1:
+            raise LabVmError(f"unexpected layout of {KERNEL_SOURCE_TARBALL}: {trees}")
+        src = trees[0]
+        for patch in patches:
+            _run_logged(
+                ["patch", "-p1", "--forward", "--batch", "-i", Path(patch).resolve()], log, cwd=src
+            )
+        make = ["make", "ARCH=x86_64"]
+        _run_logged([*make, "tinyconfig"], log, cwd=src, env=env)
+        _run_logged([*make, "kvm_guest.config"], log, cwd=src, env=env)
+        _run_logged(
+            [
+                "scripts/kconfig/merge_config.sh",
+                "-m",
+                ".config",
+                KERNEL_FRAGMENT,
+                *(Path(f).resolve() for f in fragments),
+            ],
+            log,
+            cwd=src,
+            env=env,
+        )
+        _run_logged([*make, "olddefconfig"], log, cwd=src, env=env)
+        config_text = (src / ".config").read_text()
+        check_required_options(config_text)
+        started = time.monotonic()
+        _run_logged([*make, f"-j{jobs}", "bzImage"], log, cwd=src, env=env)
+        with log.open("a") as out:
+            out.write(f"\nbzImage built in {time.monotonic() - started:.0f}s\n")
+        (dest / "config").write_text(config_text)
+        shutil.copy2(src / "arch" / "x86" / "boot" / "bzImage", dest / "bzImage.tmp")
+        os.replace(dest / "bzImage.tmp", bzimage)
+    return bzimage
+
+
+# --------------------------------------------------------------------------- image
+
+
+def host_debian_mirror() -> str:
+    """Return the Debian mirror the host's apt uses (``$DAMON_FLEET_MIRROR`` overrides)."""
+    env = os.environ.get("DAMON_FLEET_MIRROR")
+    if env:
+        return env.rstrip("/")
+    candidates: list[tuple[str, str]] = []  # (uri, suites)
+    sources = [Path("/etc/apt/sources.list")]
+    sources_d = Path("/etc/apt/sources.list.d")
+    if sources_d.is_dir():
+        sources += sorted(sources_d.iterdir())
+    for path in sources:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if path.name.endswith(".sources"):
+            for stanza in re.split(r"\n\s*\n", text):
+                fields: dict[str, str] = {}
+                for line in stanza.splitlines():
+                    match = re.match(r"^([A-Za-z-]+):\s*(.*)$", line)
+                    if match:
+                        fields[match[1].lower()] = match[2]
+                if "deb" in fields.get("types", "").split() and "uris" in fields:
+                    for uri in fields["uris"].split():
+                        candidates.append((uri, fields.get("suites", "")))
+        elif path.name.endswith(".list"):
+            for line in text.splitlines():
+                match = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
+                if match:
+                    candidates.append((match[1], match[2]))
+    for uri, suites in candidates:
+        if not uri.startswith(("http://", "https://")):
+            continue
+        plain = [s for s in suites.split() if "-" not in s]
+        if "security" not in uri and (plain or not suites):
+            return uri.rstrip("/")
+    return DEFAULT_MIRROR
+
+
+#: Files written into the guest root filesystem (path -> content).  Part of the
+#: image cache key, so editing any of them rebuilds the image.
+GUEST_FILES: dict[str, str] = {
+    "etc/hostname": "damon-lab\n",
+    "etc/hosts": "127.0.0.1\tlocalhost\n127.0.1.1\tdamon-lab\n::1\tlocalhost ip6-localhost\n",
+    "etc/fstab": (
+        "# <file system> <mount point> <type> <options> <dump> <pass>\n"
+        "/dev/vda\t/\text4\trw,relatime\t0\t0\n"
+        "tmpfs\t/tmp\ttmpfs\tnosuid,nodev\t0\t0\n"
+    ),
+    # QEMU user-mode networking: DHCP on whatever the NIC is called.
+    "etc/systemd/network/20-lab-dhcp.network": (
+        "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n"
+        "IPv6AcceptRA=no\n\n[DHCPv4]\nUseDomains=no\n"
+    ),
+    # slirp's DNS forwarder; no resolved in a minbase image.
+    "etc/resolv.conf": "nameserver 10.0.2.3\n",
+    "etc/ssh/sshd_config.d/lab.conf": (
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUseDNS no\n"
+    ),
+    # Do not wait for every link before multi-user: sshd only needs 10.0.2.15.
+    "etc/systemd/system/systemd-networkd-wait-online.service.d/lab.conf": (
+        "[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-networkd-wait-online --any "
+        "--timeout=20\n"
+    ),
+    "etc/systemd/journald.conf.d/lab.conf": "[Journal]\nStorage=volatile\nForwardToConsole=no\n",
+    "etc/profile.d/lab.sh": "export LC_ALL=C.UTF-8\n",
+}
+
+#: Shell run inside the chroot after debootstrap (by ``chroot ROOT sh -ec``).
+GUEST_SETUP = r"""
+systemctl enable systemd-networkd.service
+systemctl enable serial-getty@ttyS0.service
+systemctl set-default multi-user.target
+passwd -l root
+: > /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log
+"""
+
+
+def image_inputs_key() -> str:
+    """Hash of everything the root filesystem image depends on."""
+    parts = [
+        "image-recipe",
+        IMAGE_SCRIPT_VERSION,
+        SUITE,
+        IMAGE_SIZE,
+        ",".join(IMAGE_PACKAGES),
+        json.dumps(GUEST_FILES, sort_keys=True),
+        GUEST_SETUP,
+    ]
+    return _sha256(parts)[:20]
+
+
+def image_dir(cache_dir: Path | None = None) -> Path:
+    """Cache directory of the current image recipe."""
+    return cache_root(cache_dir) / "images" / image_inputs_key()
+
+
+def ssh_key_path(cache_dir: Path | None = None) -> Path:
+    """Private key that logs in as root to VMs of the current image (beside the image)."""
+    return image_dir(cache_dir) / "id_ed25519"
+
+
+def build_image(cache_dir: Path | None = None) -> Path:
+    """Build (or take from cache) the Debian root filesystem image; return its path.
+
+    ``<cache>/images/<key>/`` holds ``rootfs.img`` (raw ext4), ``id_ed25519`` +
+    ``.pub`` (root's only credential) and ``build.log``.  Needs root (debootstrap,
+    chroot); the image itself is filled with ``mkfs.ext4 -d`` without mounting.
+    """
+    dest = image_dir(cache_dir)
+    image = dest / "rootfs.img"
+    key = dest / "id_ed25519"
+    if image.is_file() and key.is_file():
+        return image
+    if os.geteuid() != 0:
+        raise LabVmError("build_image needs root (debootstrap/chroot)")
+    dest.mkdir(parents=True, exist_ok=True)
+    log = dest / "build.log"
+    log.write_text(f"image build {dest.name}\n")
+    for stale in (key, key.with_suffix(".pub")):
+        stale.unlink(missing_ok=True)
+    _run_logged(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "damon-fleet-lab", "-f", key], log
+    )
+    mirror = host_debian_mirror()
+    with tempfile.TemporaryDirectory(prefix="rootfs-", dir=dest) as tmp:
+        root = Path(tmp) / "root"
+        _run_logged(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=" + ",".join(IMAGE_PACKAGES),
+                SUITE,
+                root,
+                mirror,
+            ],
+            log,
+        )
+        for rel, content in GUEST_FILES.items():
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)  # e.g. resolv.conf may be a symlink
+            target.write_text(content)
+        (root / "etc/apt/sources.list").write_text(f"deb {mirror} {SUITE} main\n")
+        ssh_dir = root / "root" / ".ssh"
+        ssh_dir.mkdir(mode=0o700, exist_ok=True)
+        auth = ssh_dir / "authorized_keys"
+        auth.write_text(key.with_suffix(".pub").read_text())
+        auth.chmod(0o600)
+        _run_logged(
+            ["chroot", root, "sh", "-ec", GUEST_SETUP],
+            log,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
+        )
+        tmp_image = dest / "rootfs.img.tmp"
+        tmp_image.unlink(missing_ok=True)
+        _run_logged(
+            ["mkfs.ext4", "-q", "-F", "-L", "damon-lab", "-d", root, tmp_image, IMAGE_SIZE], log
+        )
+        os.replace(tmp_image, image)
+    return image
+
+
+# --------------------------------------------------------------------------- VM
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def _set_pdeathsig() -> None:
+    """In the child: get SIGKILL when the parent dies, so QEMU never outlives it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class LabVm:
+    """One QEMU guest running the lab kernel on a private overlay of the lab image.
+
+    ``with LabVm(kernel, image) as vm:`` starts it and waits for SSH; leaving the
+    block powers it off and removes its work directory (overlay, logs) unless
+    ``keep_workdir`` is set.
+    """
+
+    def __init__(
+        self,
+        kernel: Path,
+        image: Path,
+        *,
+        ssh_key: Path | None = None,
+        memory_mb: int = 1024,
+        cpus: int = 2,
+        accel: str | None = None,
+        workdir: Path | None = None,
+        keep_workdir: bool = False,
+        extra_cmdline: str = "",
+    ) -> None:
+        self.kernel = Path(kernel)
+        self.image = Path(image)
+        self.ssh_key = Path(ssh_key) if ssh_key else self.image.parent / "id_ed25519"
+        self.memory_mb = memory_mb
+        self.cpus = cpus
+        self.accel = accel or os.environ.get("DAMON_FLEET_ACCEL", "tcg")
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="labvm-"))
+        self.keep_workdir = keep_workdir
+        self.cmdline = f"{KERNEL_CMDLINE} {extra_cmdline}".strip()
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.boot_started = 0.0
+        self.boot_seconds: float | None = None
+
+    # -- paths
+    @property
+    def overlay(self) -> Path:
+        return self.workdir / "overlay.qcow2"
+
+    @property
+    def console_log(self) -> Path:
+        return self.workdir / "console.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.workdir / "qemu.log"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.workdir / "qemu.pid"
+
+    def console_tail(self, lines: int = 40) -> str:
+        return _log_tail(self.console_log, lines)
+
+    # -- lifecycle
+    def qemu_command(self) -> list[str]:
+        accel = "kvm" if self.accel == "kvm" else "tcg"
+        cmd = [
+            "qemu-system-x86_64",
+            "-machine",
+            "q35",
+            "-accel",
+            accel,
+            "-m",
+            str(self.memory_mb),
+            "-smp",
+            str(self.cpus),
+            "-kernel",
+            str(self.kernel),
+            "-append",
+            self.cmdline,
+            "-drive",
+            f"file={self.overlay},if=virtio,format=qcow2,discard=unmap",
+            "-netdev",
+            f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=net0",
+            "-device",
+            "virtio-rng-pci",
+            "-serial",
+            f"file:{self.console_log}",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-vga",
+            "none",
+            "-pidfile",
+            str(self.pidfile),
+        ]
+        if accel == "kvm":
+            cmd += ["-cpu", "host"]
+        return cmd
+
+    def start(self) -> None:
+        """Create the overlay and launch QEMU (returns once QEMU runs, before SSH is up)."""
+        if self.proc is not None:
+            raise LabVmError("VM already started")
+        for path in (self.kernel, self.image, self.ssh_key):
+            if not path.is_file():
+                raise LabVmError(f"missing {path}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.overlay.unlink(missing_ok=True)
+        subprocess.run(
+            [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                str(self.image.resolve()),
+                str(self.overlay),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        last_error = ""
+        for _attempt in range(5):
+            self.port = free_port()
+            self.console_log.write_text("")
+            with self.qemu_log.open("wb") as qlog:
+                self.proc = subprocess.Popen(
+                    self.qemu_command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=qlog,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_set_pdeathsig,
+                )
+            self.boot_started = time.monotonic()
+            time.sleep(0.5)
+            if self.proc.poll() is None:
+                return
+            last_error = self.qemu_log.read_text(errors="replace")
+            self.proc = None
+            if "hostfwd" not in last_error and "Could not set up host forwarding" not in last_error:
+                break
+        raise LabVmError(f"qemu failed to start:\n{last_error}")
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ssh(self, timeout: float = 300.0) -> float:
+        """Wait until ``ssh root@vm true`` works; return seconds since QEMU started."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.is_running():
+                raise LabVmError(
+                    f"qemu exited before SSH came up\n--- qemu ---\n"
+                    f"{_log_tail(self.qemu_log)}\n--- console ---\n{self.console_tail()}"
+                )
+            try:
+                proc = subprocess.run(
+                    self._ssh_argv("true", connect_timeout=5),
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=20,
+                    check=False,
+                )
+                if proc.returncode == 0:
+                    self.boot_seconds = time.monotonic() - self.boot_started
+                    return self.boot_seconds
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() > deadline:
+                raise LabVmError(
+                    f"no SSH on port {self.port} after {timeout:.0f}s\n"
+                    f"--- console ---\n{self.console_tail()}"
+                )
+            time.sleep(1.0)
+
+    # -- ssh
+    @property
+    def control_path(self) -> Path:
+        """SSH multiplexing socket: one TCP/key exchange per VM instead of per command."""
+        path = self.workdir / "ssh.ctl"
+        if len(str(path)) > 100:  # sun_path limit
+            digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+            path = Path(tempfile.gettempdir()) / f"labvm-{digest}.ctl"
+        return path
+
+    def _ssh_base(self, connect_timeout: int = 10) -> list[str]:
+        opts = [
+            o if not o.startswith("ConnectTimeout=") else f"ConnectTimeout={connect_timeout}"
+            for o in SSH_OPTIONS
+        ]
+        return [
+            *opts,
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.control_path}",
+            "-o",
+            "ControlPersist=600",
+            "-i",
+            str(self.ssh_key),
+        ]
+
+    def _close_ssh_master(self) -> None:
+        if self.port and self.control_path.exists():
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                subprocess.run(
+                    [
+                        "ssh",
+                        *self._ssh_base(),
+                        "-p",
+                        str(self.port),
+                        "-O",
+                        "exit",
+                        "root@127.0.0.1",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=10,
+                    check=False,
+                )
+            self.control_path.unlink(missing_ok=True)
+
+    def _ssh_argv(self, cmd: str, connect_timeout: int = 10) -> list[str]:
+        return [
+            "ssh",
+            *self._ssh_base(connect_timeout),
+            "-p",
+            str(self.port),
+            "root@127.0.0.1",
+            cmd,
+        ]
+
+    def ssh(
+        self, cmd: str, check: bool = True, input: str | None = None, timeout: float | None = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run *cmd* (a shell string) as root in the guest; text in, text out.
+
+        With *check*, a non-zero exit raises :class:`subprocess.CalledProcessError`
+        carrying the guest's stdout/stderr.
+        """
+        proc = subprocess.run(
+            self._ssh_argv(cmd),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL if input is None else None,
+        )
+        if check and proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+        return proc
+
+    def scp_to(self, local: Path | str, remote: str) -> None:
+        """Copy *local* (file or directory) to *remote* in the guest."""
+        argv = [
+            "scp",
+            "-q",
+            "-r",
+            *self._ssh_base(),
+            "-P",
+            str(self.port),
+            str(local),
+            f"root@127.0.0.1:{remote}",
+        ]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=300
+        )
+        if proc.returncode != 0:
+            raise LabVmError(f"scp {local} -> {remote} failed: {proc.stderr.strip()}")
+
+    def inventory(self, path: Path | str, host: str = "labvm", group: str = "lab") -> Path:
+        """Write an Ansible YAML inventory with this VM as *host* in *group*."""
+        import yaml
+
+        ssh_args = " ".join(
+            SSH_OPTIONS[i] + " " + SSH_OPTIONS[i + 1] for i in range(0, len(SSH_OPTIONS), 2)
+        )
+        data = {
+            "all": {
+                "children": {
+                    group: {
+                        "hosts": {
+                            host: {
+                                "ansible_host": "127.0.0.1",
+                                "ansible_port": self.port,
+                                "ansible_user": "root",
+                                "ansible_ssh_private_key_file": str(self.ssh_key),
+                                "ansible_python_interpreter": "/usr/bin/python3",
+                                "ansible_ssh_common_args": ssh_args,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(data, sort_keys=False))
+        return out
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Power the guest off (ssh poweroff, then kill QEMU); free port and work dir."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                subprocess.run(
+                    self._ssh_argv("systemctl poweroff --no-block || poweroff", connect_timeout=5),
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=15,
+                    check=False,
+                )
+            self._close_ssh_master()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.proc = None
+        self._close_ssh_master()
+        if self.port:
+            deadline = time.monotonic() + 10
+            while _port_in_use(self.port) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        if self._own_workdir and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LabVm:
+        self.start()
+        try:
+            self.wait_ssh()
+        except BaseException:
+            self.stop(timeout=5)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@contextlib.contextmanager
+def _timed(label: str, timings: dict[str, float]) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[label] = time.monotonic() - started
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m damon_fleet.labvm", description="Build and boot the damon-fleet lab VM."
+    )
+    parser.add_argument("stage", choices=("kernel", "image", "boot-smoke"))
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument(
+        "--accel",
+        choices=("tcg", "kvm"),
+        default=None,
+        help="QEMU accelerator (default $DAMON_FLEET_ACCEL or tcg)",
+    )
+    parser.add_argument("--keep-workdir", action="store_true")
+    parser.add_argument(
+        "--patch",
+        type=Path,
+        action="append",
+        default=[],
+        help="patch or mbox applied to the kernel source (repeatable, in order)",
+    )
+    parser.add_argument(
+        "--fragment",
+        type=Path,
+        action="append",
+        default=[],
+        help="extra kernel config fragment merged after lab-kernel.config (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    timings: dict[str, float] = {}
+    try:
+        if args.stage in ("kernel", "boot-smoke"):
+            with _timed("kernel", timings):
+                kernel = build_kernel(args.cache_dir, patches=args.patch, fragments=args.fragment)
+            print(f"kernel: {kernel}")
+        if args.stage in ("image", "boot-smoke"):
+            with _timed("image", timings):
+                image = build_image(args.cache_dir)
+            print(f"image: {image}")
+            print(f"ssh key: {ssh_key_path(args.cache_dir)}")
+        if args.stage == "boot-smoke":
+            vm = LabVm(kernel, image, accel=args.accel, keep_workdir=args.keep_workdir)
+            try:
+                with _timed("boot-to-ssh", timings):
+                    vm.start()
+                    vm.wait_ssh()
+                print(f"uname -r: {vm.ssh('uname -r').stdout.strip()}")
+                listing = vm.ssh("ls /sys/kernel/mm/damon/admin/kdamonds").stdout.split()
+                print(f"kdamonds: {' '.join(listing)}")
+            finally:
+                with _timed("stop", timings):
+                    vm.stop()
+            if vm.keep_workdir:
+                print(f"workdir: {vm.workdir}")
+    except LabVmError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for label, seconds in timings.items():
+        print(f"time {label}: {seconds:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
