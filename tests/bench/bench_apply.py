@@ -21,24 +21,9 @@ register_module_utils()
 
 from ansible.module_utils.damon_apply import apply_spec  # noqa: E402
 from ansible.module_utils.damon_spec import parse_spec  # noqa: E402
+from damon_examples import EXAMPLE  # noqa: E402
 from fake_damon_sysfs import FakeDamonSysfs  # noqa: E402
 
-EXAMPLE = {
-    "operations": "vaddr",
-    "targets": [{"pid": 1234}],
-    "intervals": {"sample_us": "5s", "aggr_us": "60s", "update_us": "300s"},
-    "nr_regions": {"min": 1000000000, "max": 1000000000},
-    "perf_events": [
-        {
-            "sample_freq": 5000,
-            "sample_phys_addr": 0,
-            "type": "0x4",
-            "config": "0x1cd",
-            "config1": "0x1f",
-            "config2": 0,
-        }
-    ],
-}
 TARGET_S = 1.0
 
 

@@ -19,24 +19,9 @@ from ansible.module_utils.damon_apply import (
     same_value,
 )
 from ansible.module_utils.damon_spec import parse_spec
+from damon_examples import EXAMPLE
 from fake_damon_sysfs import FakeDamonSysfs, FakeKernelLog, kstrtoint, kstrtoull
 
-EXAMPLE = {
-    "operations": "vaddr",
-    "targets": [{"pid": 1234}],
-    "intervals": {"sample_us": "5s", "aggr_us": "60s", "update_us": "300s"},
-    "nr_regions": {"min": 1000000000, "max": 1000000000},
-    "perf_events": [
-        {
-            "sample_freq": 5000,
-            "sample_phys_addr": 0,
-            "type": "0x4",
-            "config": "0x1cd",
-            "config1": "0x1f",
-            "config2": 0,
-        }
-    ],
-}
 C = "kdamonds/0/contexts/0"
 P3 = C + "/monitoring_attrs/sample/primitives/perf_events"
 

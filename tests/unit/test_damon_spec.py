@@ -14,25 +14,9 @@ from ansible.module_utils.damon_spec import (
     parse_spec,
     resolve_targets,
 )
+from damon_examples import EXAMPLE
 from hypothesis import given
 from hypothesis import strategies as st
-
-EXAMPLE = {
-    "operations": "vaddr",
-    "targets": [{"pid": 1234}],
-    "intervals": {"sample_us": "5s", "aggr_us": "60s", "update_us": "300s"},
-    "nr_regions": {"min": 1000000000, "max": 1000000000},
-    "perf_events": [
-        {
-            "sample_freq": 5000,
-            "sample_phys_addr": 0,
-            "type": "0x4",
-            "config": "0x1cd",
-            "config1": "0x1f",
-            "config2": 0,
-        }
-    ],
-}
 
 
 def problems_of(kdamonds, **kwargs) -> list[str]:
