@@ -175,10 +175,14 @@ kdamonds:
   elements: dict
   sample: [{"index": 0, "state": "on", "pid": 4242}]
 skipped:
-  description: True when DAMON was left alone (or stopped) under O(no_event_policy=skip).
-  returned: always
+  description:
+    - True when DAMON was left alone (or stopped) under O(no_event_policy=skip); Ansible then
+      reports the task as skipped.
+    - Left out otherwise, because Ansible ignores C(changed_when) and C(failed_when) on any
+      result that has a C(skipped) key.
+  returned: when true
   type: bool
-  sample: false
+  sample: true
 warnings:
   description: What was stopped, fallen back or not checked.
   returned: always
@@ -220,6 +224,13 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
+def _drop_false_skipped(out: dict[str, Any]) -> None:
+    """Ansible takes a result with any ``skipped`` key as a skipped task and then ignores
+    ``changed_when``/``failed_when``: report ``skipped`` only when it is true."""
+    if not out.get("skipped"):
+        out.pop("skipped", None)
+
+
 def run(module: AnsibleModule) -> None:
     """Map the typed errors of module_utils to fail_json, in one place."""
     params = module.params
@@ -248,10 +259,12 @@ def run(module: AnsibleModule) -> None:
     except ApplyError as err:
         partial = err.result.as_dict() if err.result is not None else {}
         partial.pop("diff", None)
+        _drop_false_skipped(partial)
         module.fail_json(msg=str(err), **partial)
     else:
         out = result.as_dict()
         diff = out.pop("diff")  # AnsibleModule turns out["warnings"] into task warnings
+        _drop_false_skipped(out)
         if module._diff:
             out["diff"] = diff
         module.exit_json(**out)
