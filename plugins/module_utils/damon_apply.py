@@ -561,15 +561,19 @@ class Applier:
         result = self.result
         problems = []
         for index, kd in enumerate(spec.kdamonds):
-            if self.check_mode:
-                result.kdamonds.append({"index": index, "state": kd.state, "pid": None})
-                continue
             state = self._read(f"kdamonds/{index}/state") or "off"
             pid_text = self._read(f"kdamonds/{index}/pid") or "-1"
             try:
                 pid = int(pid_text)
             except ValueError:
                 pid = -1
+            if self.check_mode:
+                # The state the writes would leave; the pid of the kdamond running now (a
+                # check with nothing to write shows the running kdamond as it is).
+                result.kdamonds.append(
+                    {"index": index, "state": kd.state, "pid": pid if pid > 0 else None}
+                )
+                continue
             result.kdamonds.append(
                 {"index": index, "state": state, "pid": pid if pid > 0 else None}
             )

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from damon_fleet.damon_cli import add_damon_parser
+from damon_fleet.lab_cli import add_lab_parser
 from damon_fleet.perf_cli import add_perf_parser
 
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_perf_parser(sub)
     add_damon_parser(sub)
+    add_lab_parser(sub)
     return parser
 
 

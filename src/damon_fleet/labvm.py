@@ -2,8 +2,9 @@
 
 Three stages, each cached by a hash of its inputs so a warm run only boots:
 
-* :func:`build_kernel` -- a small 6.12 ``bzImage`` from Debian's ``linux-source-6.12``
-  (``tinyconfig`` + ``kvm_guest.config`` + ``kernel-patches/lab-kernel.config``).
+* :func:`build_kernel` -- the lab kernel's ``bzImage``: Debian's ``linux-source-6.12``
+  with ``tinyconfig`` + ``kvm_guest.config`` + ``kernel-patches/lab-kernel.config``, built
+  as Debian packages by the kernel_build role (``playbooks/lab-kernel.yml``).
 * :func:`build_image` -- a ``debootstrap --variant=minbase`` Debian bookworm root
   filesystem packed into an ext4 raw image with ``mkfs.ext4 -d`` (no mounting).
 * :class:`LabVm` -- boots both under ``qemu-system-x86_64`` (TCG by default, KVM
@@ -40,6 +41,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from ansible.module_utils.lab_image import (
+    DEFAULT_MIRROR,
+    GUEST_FILES,
+    GUEST_SETUP,
+    IMAGE_PACKAGES,
+    SUITE,
+    mirror_from_sources,
+)
+from ansible.module_utils.lab_qemu import SSH_OPTIONS
+
 from damon_fleet._paths import REPO_ROOT
 
 #: Debian packages the host needs for every stage (build, image, boot, ssh).
@@ -62,9 +73,6 @@ APT_PACKAGES: tuple[str, ...] = (
     "e2fsprogs",
 )
 
-KERNEL_SOURCE_PACKAGE = "linux-source-6.12"
-KERNEL_SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
-KERNEL_FRAGMENT = REPO_ROOT / "kernel-patches" / "lab-kernel.config"
 
 #: Options that must survive ``olddefconfig`` in the built kernel's ``.config``.
 REQUIRED_OPTIONS: tuple[str, ...] = (
@@ -85,39 +93,11 @@ REQUIRED_OPTIONS: tuple[str, ...] = (
     "CONFIG_UNIX98_PTYS",
 )
 
-SUITE = "bookworm"
 IMAGE_SIZE = "2G"
 #: Bump when the image recipe below changes in a way the hash cannot see.
 IMAGE_SCRIPT_VERSION = "3"
-IMAGE_PACKAGES: tuple[str, ...] = (
-    "openssh-server",
-    "python3",
-    "systemd-sysv",
-    "dbus",
-    "udev",
-    "iproute2",
-    "procps",
-    "kmod",
-    "ca-certificates",
-)
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=4"
-
-SSH_OPTIONS: tuple[str, ...] = (
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "LogLevel=ERROR",
-    "-o",
-    "ConnectTimeout=10",
-    "-o",
-    "IdentitiesOnly=yes",
-)
 
 
 class LabVmError(RuntimeError):
@@ -179,39 +159,6 @@ def _sha256(parts: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- kernel
 
 
-def _package_version(package: str) -> str:
-    proc = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", package],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
-
-
-def kernel_inputs_key(patches: Sequence[Path] = (), fragments: Sequence[Path] = ()) -> str:
-    """Hash of everything the kernel build depends on.
-
-    Source package identity (version, tarball size and mtime), the lab fragment,
-    the required-option list, and the text of any extra *patches* / *fragments*.
-    """
-    st = KERNEL_SOURCE_TARBALL.stat()
-    parts = [
-        "kernel-recipe-1",
-        KERNEL_SOURCE_PACKAGE,
-        _package_version(KERNEL_SOURCE_PACKAGE),
-        str(st.st_size),
-        str(int(st.st_mtime)),
-        KERNEL_FRAGMENT.read_text(),
-        " ".join(REQUIRED_OPTIONS),
-    ]
-    for patch in patches:
-        parts += [Path(patch).name, Path(patch).read_text(errors="replace")]
-    for fragment in fragments:
-        parts += ["fragment", Path(fragment).name, Path(fragment).read_text()]
-    return _sha256(parts)[:20]
-
-
 def parse_kconfig(text: str) -> dict[str, str]:
     """Parse a ``.config`` into ``{"CONFIG_X": "y" | "m" | "n" | value}``."""
     values: dict[str, str] = {}
@@ -237,65 +184,55 @@ def check_required_options(config_text: str, required: Sequence[str] = REQUIRED_
         )
 
 
-def build_kernel(
-    cache_dir: Path | None = None,
-    *,
-    patches: Sequence[Path] = (),
-    fragments: Sequence[Path] = (),
-) -> Path:
-    """Build (or take from cache) the lab ``bzImage`` and return its path.
+def build_kernel(cache_dir: Path | None = None) -> Path:
+    """Return the lab kernel's ``bzImage``, built by the kernel_build role when missing.
 
-    Without arguments this is Debian's 6.12 source, unpatched.  *patches*
-    (unified diffs or mbox series, applied in order with ``patch -p1``) and
-    extra config *fragments* (merged after ``lab-kernel.config``) produce a
-    differently keyed cache entry.  The entry ``<cache>/kernels/<key>/`` holds
-    ``bzImage``, ``config`` (the final ``.config``) and ``build.log``.
+    The kernel is the lab image's base kernel (``playbooks/lab-kernel.yml``: role
+    lab_fleet, tasks kernel.yml), so the direct-boot VM and the GRUB-booted lab fleet run
+    the same build and share one ccache.  ``<cache>/kernels/<inputs hash>/`` holds the
+    ``bzImage`` taken from the ``linux-image`` package, its ``config`` and
+    ``result.json`` (the role's build result).
     """
-    key = kernel_inputs_key(patches, fragments)
-    dest = cache_root(cache_dir) / "kernels" / key
+    root = cache_root(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    log = root / "lab-kernel.log"
+    log.write_text("lab kernel (playbooks/lab-kernel.yml)\n")
+    with tempfile.TemporaryDirectory(prefix="lab-kernel-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        playbook = Path(sys.executable).with_name("ansible-playbook")
+        _run_logged(
+            [
+                playbook if playbook.exists() else "ansible-playbook",
+                REPO_ROOT / "playbooks" / "lab-kernel.yml",
+                "-e",
+                f"lab_kernel_result_file={result_file}",
+                "-e",
+                f"lab_fleet_cache_dir={root}",
+            ],
+            log,
+            cwd=REPO_ROOT,
+            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg")),
+        )
+        result = json.loads(result_file.read_text())
+    images = [str(p) for p in result["packages"] if Path(p).name.startswith("linux-image-")]
+    if len(images) != 1:
+        raise LabVmError(f"lab kernel build: expected one linux-image package, got {images}")
+    dest = root / "kernels" / str(result["inputs_hash"])
     bzimage = dest / "bzImage"
     if bzimage.is_file() and (dest / "config").is_file():
         return bzimage
     dest.mkdir(parents=True, exist_ok=True)
-    log = dest / "build.log"
-    log.write_text(f"kernel build {key}\n")
-    jobs = str(os.cpu_count() or 1)
-    env = dict(os.environ, ARCH="x86_64", KBUILD_BUILD_USER="lab", KBUILD_BUILD_HOST="lab")
-    with tempfile.TemporaryDirectory(prefix="kbuild-", dir=dest) as tmp:
-        work = Path(tmp)
-        _run_logged(["tar", "-xf", KERNEL_SOURCE_TARBALL, "-C", work], log)
-        trees = [p for p in work.iterdir() if p.is_dir()]
-        if len(trees) != 1:
-            raise LabVmError(f"unexpected layout of {KERNEL_SOURCE_TARBALL}: {trees}")
-        src = trees[0]
-        for patch in patches:
-            _run_logged(
-                ["patch", "-p1", "--forward", "--batch", "-i", Path(patch).resolve()], log, cwd=src
-            )
-        make = ["make", "ARCH=x86_64"]
-        _run_logged([*make, "tinyconfig"], log, cwd=src, env=env)
-        _run_logged([*make, "kvm_guest.config"], log, cwd=src, env=env)
-        _run_logged(
-            [
-                "scripts/kconfig/merge_config.sh",
-                "-m",
-                ".config",
-                KERNEL_FRAGMENT,
-                *(Path(f).resolve() for f in fragments),
-            ],
-            log,
-            cwd=src,
-            env=env,
-        )
-        _run_logged([*make, "olddefconfig"], log, cwd=src, env=env)
-        config_text = (src / ".config").read_text()
-        check_required_options(config_text)
-        started = time.monotonic()
-        _run_logged([*make, f"-j{jobs}", "bzImage"], log, cwd=src, env=env)
-        with log.open("a") as out:
-            out.write(f"\nbzImage built in {time.monotonic() - started:.0f}s\n")
-        (dest / "config").write_text(config_text)
-        shutil.copy2(src / "arch" / "x86" / "boot" / "bzImage", dest / "bzImage.tmp")
+    release = str(result["kernel_release"])
+    with tempfile.TemporaryDirectory(prefix="lab-kernel-", dir=dest) as tmp:
+        _run_logged(["dpkg-deb", "-x", images[0], tmp], log)
+        for name, target in ((f"vmlinuz-{release}", "bzImage"), (f"config-{release}", "config")):
+            source = Path(tmp) / "boot" / name
+            if not source.is_file():
+                raise LabVmError(f"{images[0]} has no boot/{name}")
+            shutil.copy2(source, dest / f"{target}.tmp")
+        check_required_options((dest / "config.tmp").read_text())
+        (dest / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(dest / "config.tmp", dest / "config")
         os.replace(dest / "bzImage.tmp", bzimage)
     return bzimage
 
@@ -308,81 +245,15 @@ def host_debian_mirror() -> str:
     env = os.environ.get("DAMON_FLEET_MIRROR")
     if env:
         return env.rstrip("/")
-    candidates: list[tuple[str, str]] = []  # (uri, suites)
-    sources = [Path("/etc/apt/sources.list")]
+    paths = [Path("/etc/apt/sources.list")]
     sources_d = Path("/etc/apt/sources.list.d")
     if sources_d.is_dir():
-        sources += sorted(sources_d.iterdir())
-    for path in sources:
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        if path.name.endswith(".sources"):
-            for stanza in re.split(r"\n\s*\n", text):
-                fields: dict[str, str] = {}
-                for line in stanza.splitlines():
-                    match = re.match(r"^([A-Za-z-]+):\s*(.*)$", line)
-                    if match:
-                        fields[match[1].lower()] = match[2]
-                if "deb" in fields.get("types", "").split() and "uris" in fields:
-                    for uri in fields["uris"].split():
-                        candidates.append((uri, fields.get("suites", "")))
-        elif path.name.endswith(".list"):
-            for line in text.splitlines():
-                match = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
-                if match:
-                    candidates.append((match[1], match[2]))
-    for uri, suites in candidates:
-        if not uri.startswith(("http://", "https://")):
-            continue
-        plain = [s for s in suites.split() if "-" not in s]
-        if "security" not in uri and (plain or not suites):
-            return uri.rstrip("/")
-    return DEFAULT_MIRROR
-
-
-#: Files written into the guest root filesystem (path -> content).  Part of the
-#: image cache key, so editing any of them rebuilds the image.
-GUEST_FILES: dict[str, str] = {
-    "etc/hostname": "damon-lab\n",
-    "etc/hosts": "127.0.0.1\tlocalhost\n127.0.1.1\tdamon-lab\n::1\tlocalhost ip6-localhost\n",
-    "etc/fstab": (
-        "# <file system> <mount point> <type> <options> <dump> <pass>\n"
-        "/dev/vda\t/\text4\trw,relatime\t0\t0\n"
-        "tmpfs\t/tmp\ttmpfs\tnosuid,nodev\t0\t0\n"
-    ),
-    # QEMU user-mode networking: DHCP on whatever the NIC is called.
-    "etc/systemd/network/20-lab-dhcp.network": (
-        "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n"
-        "IPv6AcceptRA=no\n\n[DHCPv4]\nUseDomains=no\n"
-    ),
-    # slirp's DNS forwarder; no resolved in a minbase image.
-    "etc/resolv.conf": "nameserver 10.0.2.3\n",
-    "etc/ssh/sshd_config.d/lab.conf": (
-        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nUseDNS no\n"
-    ),
-    # Do not wait for every link before multi-user: sshd only needs 10.0.2.15.
-    "etc/systemd/system/systemd-networkd-wait-online.service.d/lab.conf": (
-        "[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-networkd-wait-online --any "
-        "--timeout=20\n"
-    ),
-    "etc/systemd/journald.conf.d/lab.conf": "[Journal]\nStorage=volatile\nForwardToConsole=no\n",
-    "etc/profile.d/lab.sh": "export LC_ALL=C.UTF-8\n",
-}
-
-#: Shell run inside the chroot after debootstrap (by ``chroot ROOT sh -ec``).
-GUEST_SETUP = r"""
-systemctl enable systemd-networkd.service
-systemctl enable serial-getty@ttyS0.service
-systemctl set-default multi-user.target
-passwd -l root
-: > /etc/machine-id
-rm -f /var/lib/dbus/machine-id
-apt-get clean
-rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log
-"""
+        paths += sorted(sources_d.iterdir())
+    sources: dict[str, str] = {}
+    for path in paths:
+        with contextlib.suppress(OSError):
+            sources[path.name] = path.read_text()
+    return str(mirror_from_sources(sources) or DEFAULT_MIRROR)
 
 
 def image_inputs_key() -> str:
@@ -876,26 +747,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="QEMU accelerator (default $DAMON_FLEET_ACCEL or tcg)",
     )
     parser.add_argument("--keep-workdir", action="store_true")
-    parser.add_argument(
-        "--patch",
-        type=Path,
-        action="append",
-        default=[],
-        help="patch or mbox applied to the kernel source (repeatable, in order)",
-    )
-    parser.add_argument(
-        "--fragment",
-        type=Path,
-        action="append",
-        default=[],
-        help="extra kernel config fragment merged after lab-kernel.config (repeatable)",
-    )
     args = parser.parse_args(argv)
     timings: dict[str, float] = {}
     try:
         if args.stage in ("kernel", "boot-smoke"):
             with _timed("kernel", timings):
-                kernel = build_kernel(args.cache_dir, patches=args.patch, fragments=args.fragment)
+                kernel = build_kernel(args.cache_dir)
             print(f"kernel: {kernel}")
         if args.stage in ("image", "boot-smoke"):
             with _timed("image", timings):

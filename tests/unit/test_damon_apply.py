@@ -159,6 +159,20 @@ def test_check_mode_writes_nothing_and_predicts_the_real_run(fake):
     assert real.writes[-1] == ("kdamonds/0/state", "commit")
 
 
+def test_check_mode_with_nothing_to_write_shows_the_running_kdamond(fake):
+    # playbooks/verify.yml runs the module in check mode and asserts on the pids.
+    real = run(fake)
+    pid = real.kdamonds[0]["pid"]
+    assert real.kdamonds[0]["state"] == "on" and pid and pid > 0
+    checked = run(fake, check=True)
+    assert checked.writes == [] and not checked.changed
+    assert checked.kdamonds == [{"index": 0, "state": "on", "pid": pid}]
+    # A kdamond the check would start has no pid yet.
+    fresh = FakeDamonSysfs(fake.root.rsplit("/", 1)[0] + "/fresh", layout="rfc-v3")
+    predicted = run(fresh, check=True, layout="rfc-v3")
+    assert predicted.kdamonds == [{"index": 0, "state": "on", "pid": None}]
+
+
 def test_check_mode_on_a_fresh_tree_reports_the_directory_writes(fake):
     result = run(fake, check=True)
     assert result.changed and result.layout is None

@@ -35,12 +35,16 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb"),
 ]
 
+# The build deploy.yml makes for the lab fleet (inventories/lab/group_vars/all.yml), so
+# this tier and the molecule scenarios share one cached build.
 LAB_VARS: dict[str, Any] = {
-    "kernel_build_series": "lab-perf-events-abi",
-    "kernel_build_config_source": "defconfig",
-    "kernel_build_config_target": "tinyconfig",
-    "kernel_build_config_make_targets": ["kvm_guest.config"],
-    "kernel_build_config_fragments": ["kernel-patches/lab-kernel.config"],
+    **{
+        key: value
+        for key, value in yaml.safe_load(
+            (ROOT / "inventories" / "lab" / "group_vars" / "all.yml").read_text()
+        ).items()
+        if key.startswith("kernel_build_")
+    },
     "kernel_build_keep_tree": True,
 }
 RECAP = re.compile(r"(\S+) : ok=(\d+) changed=(\d+) unreachable=(\d+) failed=(\d+)")

@@ -1,0 +1,301 @@
+#!/usr/bin/python
+# Copyright: damon-fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: GRUB entries of a kernel rollout (query, trial entry, default, boot once)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: kernel_install_grub
+short_description: GRUB entries of a kernel rollout - query, trial entry, default, boot once
+version_added: "0.1.0"
+description:
+  - Reads the generated C(grub.cfg) and the GRUB environment and finds the regular (not
+    recovery) entry of a kernel release by its C(linux /boot/vmlinuz-<release>) line,
+    preferring the per-version id C(gnulinux-<release>-advanced-<uuid>).
+  - V(query) reports the entries, the regular entry of O(release), C(saved_entry),
+    C(next_entry) and whether the saved default boots O(release).
+  - V(trial) writes O(trial_script), an C(/etc/grub.d) script emitting a copy of the
+    regular entry of O(release) under the id C(damon-fleet-trial) with C(panic=)
+    O(panic_timeout) and O(extra_args) on its command line, and regenerates C(grub.cfg).
+  - V(boot_once) runs C(grub-reboot damon-fleet-trial), so the next boot (only) uses the
+    trial entry; a kernel that panics reboots into the saved default.
+  - V(default) makes the regular entry of O(release) the saved default
+    (C(grub-set-default)) unless it already is.
+  - V(clean) removes O(trial_script) (regenerating C(grub.cfg)) and a pending
+    C(next_entry) naming the trial entry.
+author:
+  - damon-fleet contributors
+attributes:
+  check_mode:
+    support: full
+    details: Reports what would change; runs no GRUB tool that writes.
+  diff_mode:
+    support: partial
+    details: The trial script and the saved default, before and after.
+options:
+  action:
+    description:
+      - What to do (see the description).
+    type: str
+    choices: [query, trial, boot_once, default, clean]
+    default: query
+  release:
+    description:
+      - The kernel release (C(uname -r)). Required for V(trial) and V(default).
+    type: str
+  extra_args:
+    description:
+      - Kernel arguments added to the trial entry only (letters, digits, C(_.,:/=+@%-)).
+    type: list
+    elements: str
+    default: []
+  panic_timeout:
+    description:
+      - Seconds after a panic before the trial kernel reboots (C(panic=N)).
+    type: int
+    default: 10
+  grub_cfg:
+    description:
+      - The generated GRUB configuration.
+    type: path
+    default: /boot/grub/grub.cfg
+  trial_script:
+    description:
+      - The C(/etc/grub.d) script of the trial entry.
+    type: path
+    default: /etc/grub.d/42_damon_fleet_trial
+  tool_prefix:
+    description:
+      - Prefix of the GRUB tools - V(grub) (Debian) or V(grub2) (Fedora, RHEL, SUSE).
+    type: str
+    default: grub
+  mkconfig:
+    description:
+      - Command that regenerates O(grub_cfg). Default C(update-grub) when it exists, else
+        C(<tool_prefix>-mkconfig -o <grub_cfg>).
+    type: list
+    elements: str
+seealso:
+  - module: kernel_install_gate
+"""
+
+EXAMPLES = r"""
+- name: Write the trial entry of the new kernel
+  kernel_install_grub:
+    action: trial
+    release: 6.12.117-lab-perf-events-abi-1a2b3c4d
+    panic_timeout: 10
+
+- name: Boot it once
+  kernel_install_grub:
+    action: boot_once
+
+- name: Make it the default after the gate passed
+  kernel_install_grub:
+    action: default
+    release: 6.12.117-lab-perf-events-abi-1a2b3c4d
+"""
+
+RETURN = r"""
+entries:
+  description: Every menu entry (title, id, submenu_id, kernel, args, initrd, recovery,
+    ref).
+  returned: always
+  type: list
+  elements: dict
+entry:
+  description: The regular entry of O(release) (null without O(release) or when none).
+  returned: always
+  type: dict
+saved_entry:
+  description: C(saved_entry) of the GRUB environment after the action (empty when unset).
+  returned: always
+  type: str
+next_entry:
+  description: C(next_entry) of the GRUB environment after the action.
+  returned: always
+  type: str
+default_is_release:
+  description: Whether the saved default designates the regular entry of O(release).
+  returned: always
+  type: bool
+trial_present:
+  description: Whether O(trial_script) exists (after the action).
+  returned: always
+  type: bool
+"""
+
+import os
+import shutil
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.grub_entries import (
+    TRIAL_ID,
+    GrubError,
+    MenuEntry,
+    entry_matches,
+    entry_ref,
+    find_kernel_entry,
+    parse_grub_cfg,
+    parse_grubenv,
+    render_trial_script,
+)
+
+
+class Grub:
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.params = module.params
+        self.prefix = self.params["tool_prefix"]
+
+    def run(self, argv: list[str]) -> str:
+        rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
+        if rc != 0:
+            raise GrubError(f"{' '.join(argv)} failed (rc {rc}): {(err or out).strip()}")
+        return str(out)
+
+    def entries(self) -> list[MenuEntry]:
+        try:
+            with open(self.params["grub_cfg"], encoding="utf-8", errors="replace") as handle:
+                text = str(handle.read())
+        except OSError as exc:
+            raise GrubError(f"cannot read {self.params['grub_cfg']}: {exc}") from exc
+        entries: list[MenuEntry] = parse_grub_cfg(text)
+        return entries
+
+    def env(self) -> dict[str, str]:
+        env: dict[str, str] = parse_grubenv(self.run([f"{self.prefix}-editenv", "-", "list"]))
+        return env
+
+    def mkconfig(self) -> None:
+        argv = self.params["mkconfig"]
+        if not argv:
+            if shutil.which("update-grub") and self.prefix == "grub":
+                argv = ["update-grub"]
+            else:
+                argv = [f"{self.prefix}-mkconfig", "-o", self.params["grub_cfg"]]
+        self.run(list(argv))
+
+
+def _entry(entries: list[MenuEntry], release: str | None, required: bool) -> MenuEntry | None:
+    if not release:
+        return None
+    try:
+        return find_kernel_entry(entries, release)
+    except GrubError:
+        if required:
+            raise
+        return None
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "action": {
+                "type": "str",
+                "choices": ["query", "trial", "boot_once", "default", "clean"],
+                "default": "query",
+            },
+            "release": {"type": "str"},
+            "extra_args": {"type": "list", "elements": "str", "default": []},
+            "panic_timeout": {"type": "int", "default": 10},
+            "grub_cfg": {"type": "path", "default": "/boot/grub/grub.cfg"},
+            "trial_script": {"type": "path", "default": "/etc/grub.d/42_damon_fleet_trial"},
+            "tool_prefix": {"type": "str", "default": "grub"},
+            "mkconfig": {"type": "list", "elements": "str"},
+        },
+        required_if=[("action", "trial", ("release",)), ("action", "default", ("release",))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    grub = Grub(module)
+    action = params["action"]
+    release = params["release"]
+    script_path = params["trial_script"]
+    changed = False
+    diff: dict[str, Any] = {"before": "", "after": ""}
+    try:
+        entries = grub.entries()
+        env = grub.env()
+        entry = _entry(entries, release, required=action in ("trial", "default"))
+        if action == "trial":
+            assert entry is not None and release is not None
+            text = render_trial_script(
+                entry, release, params["extra_args"], params["panic_timeout"]
+            )
+            try:
+                with open(script_path, encoding="utf-8") as handle:
+                    old = handle.read()
+            except FileNotFoundError:
+                old = ""
+            in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
+            diff = {"before": old, "after": text, "after_header": script_path}
+            if old != text or not in_cfg:
+                changed = True
+                if not module.check_mode:
+                    tmp = script_path + ".tmp"
+                    with open(tmp, "w", encoding="utf-8") as handle:
+                        handle.write(text)
+                    os.chmod(tmp, 0o755)
+                    os.replace(tmp, script_path)
+                    grub.mkconfig()
+                    entries = grub.entries()
+                    if not any(e.entry_id == TRIAL_ID for e in entries):
+                        raise GrubError(
+                            f"{params['grub_cfg']} has no entry {TRIAL_ID} after regenerating "
+                            f"it with {script_path}"
+                        )
+        elif action == "boot_once":
+            if not any(e.entry_id == TRIAL_ID for e in entries):
+                raise GrubError(f"{params['grub_cfg']} has no entry {TRIAL_ID}")
+            if env.get("next_entry") != TRIAL_ID:
+                changed = True
+                if not module.check_mode:
+                    grub.run([f"{grub.prefix}-reboot", TRIAL_ID])
+        elif action == "default":
+            assert entry is not None
+            saved = env.get("saved_entry", "")
+            diff = {
+                "before": f"saved_entry={saved}\n",
+                "after": f"saved_entry={entry_ref(entry)}\n",
+            }
+            if saved != entry_ref(entry):
+                changed = True
+                if not module.check_mode:
+                    grub.run([f"{grub.prefix}-set-default", entry_ref(entry)])
+        elif action == "clean":
+            if os.path.exists(script_path):
+                changed = True
+                if not module.check_mode:
+                    os.unlink(script_path)
+                    grub.mkconfig()
+                    entries = grub.entries()
+            if env.get("next_entry") == TRIAL_ID:
+                changed = True
+                if not module.check_mode:
+                    grub.run([f"{grub.prefix}-editenv", "-", "unset", "next_entry"])
+        if changed and not module.check_mode:
+            env = grub.env()
+            entry = _entry(entries, release, required=False)
+    except GrubError as exc:
+        module.fail_json(msg=f"kernel_install_grub ({action}): {exc}")
+    saved = env.get("saved_entry", "")
+    result: dict[str, Any] = {
+        "changed": changed,
+        "entries": [e.as_dict() for e in entries],
+        "entry": entry.as_dict() if entry else None,
+        "saved_entry": saved,
+        "next_entry": env.get("next_entry", ""),
+        "default_is_release": bool(entry and entry_matches(entries, saved, entry)),
+        "trial_present": os.path.exists(script_path),
+    }
+    if module._diff and changed:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

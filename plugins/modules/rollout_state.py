@@ -1,0 +1,257 @@
+#!/usr/bin/python
+# Copyright: damon-fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: read and update the per-host records of a kernel rollout."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rollout_state
+short_description: Read and update the per-host records of a kernel rollout
+version_added: "0.1.0"
+description:
+  - Keeps one JSON record per host in O(state_dir) (C(<host>.json), format 1) on the
+    machine it runs on - the control node, with C(delegate_to=localhost) - the build being
+    rolled out (inputs hash, release), the kernel before and after, the status, and per
+    phase (install, reboot, gate, default, fallback) when it started and finished, how long
+    it took and its results (the gate's checks).
+  - With O(state=present), applies O(values) and a phase O(event) / O(result) and writes
+    the record atomically (temporary file and rename) when anything but C(updated_at)
+    changes. A new O(values.inputs_hash) starts a new record (the old one is kept under
+    C(previous)).
+  - With O(state=query), returns the record of O(host) (null when none) and whether it says
+    the host finished the rollout of O(inputs_hash) / O(kernel_release).
+  - With O(state=list), returns every record of O(state_dir) and a report table.
+author:
+  - damon-fleet contributors
+attributes:
+  check_mode:
+    support: full
+    details: Reports what would change and writes nothing.
+  diff_mode:
+    support: full
+    details: The record before and after (JSON).
+options:
+  state_dir:
+    description:
+      - Directory of the records (created when missing).
+    type: path
+    required: true
+  host:
+    description:
+      - The inventory name of the host. Required unless O(state=list).
+    type: str
+  state:
+    description:
+      - V(present) updates the record, V(query) reads one, V(list) reads all.
+    type: str
+    choices: [present, query, list]
+    default: present
+  values:
+    description:
+      - Top-level keys to set - inputs_hash, kernel_release, series, layout, status,
+        kernel_before, kernel_after, batch, error.
+    type: dict
+    default: {}
+  phase:
+    description:
+      - The phase O(event) and O(result) apply to.
+    type: str
+    choices: [install, reboot, gate, default, fallback]
+  event:
+    description:
+      - V(start) stamps the phase's start (clearing an earlier run of it); V(finish) stamps
+        its end and its duration in seconds.
+    type: str
+    choices: [start, finish]
+  result:
+    description:
+      - Keys merged into the phase (e.g. C(passed), C(checks), C(changed)).
+    type: dict
+    default: {}
+  inputs_hash:
+    description:
+      - With O(state=query), the build to compare with (C(done) in the result).
+    type: str
+  kernel_release:
+    description:
+      - With O(state=query), the release to compare with.
+    type: str
+seealso:
+  - module: kernel_install_gate
+"""
+
+EXAMPLES = r"""
+- name: Record the start of the install phase
+  rollout_state:
+    state_dir: "{{ playbook_dir }}/../.damon-fleet/state"
+    host: "{{ inventory_hostname }}"
+    values:
+      inputs_hash: "{{ kernel_build_result.inputs_hash }}"
+      kernel_release: "{{ kernel_build_result.kernel_release }}"
+      status: installing
+    phase: install
+    event: start
+  delegate_to: localhost
+
+- name: Print the report
+  rollout_state:
+    state_dir: "{{ playbook_dir }}/../.damon-fleet/state"
+    state: list
+  delegate_to: localhost
+  register: report
+"""
+
+RETURN = r"""
+record:
+  description: The record after the update (V(present)) or as read (V(query)); null when
+    there is none.
+  returned: state is present or query
+  type: dict
+done:
+  description: Whether the record says the host finished the rollout of O(inputs_hash) and
+    O(kernel_release).
+  returned: state is query
+  type: bool
+path:
+  description: The record's file.
+  returned: state is present or query
+  type: str
+records:
+  description: Every record of O(state_dir), sorted by host.
+  returned: state is list
+  type: list
+  elements: dict
+rows:
+  description: One summary row per host (kernels, status, gate checks, seconds per phase).
+  returned: state is list
+  type: list
+  elements: dict
+lines:
+  description: The summary as text lines.
+  returned: state is list
+  type: list
+  elements: str
+"""
+
+import os
+import tempfile
+import time
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.rollout_state import (
+    StateError,
+    file_name,
+    format_table,
+    is_done,
+    parse,
+    render,
+    summary_rows,
+    update,
+)
+
+
+def _read(path: str, host: str) -> tuple[dict[str, Any] | None, str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None, ""
+    return parse(text, host), text
+
+
+def _write(path: str, text: str) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".rollout.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _list(state_dir: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    if not os.path.isdir(state_dir):
+        return records
+    for name in sorted(os.listdir(state_dir)):
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        host = name[: -len(".json")]
+        record, _ = _read(os.path.join(state_dir, name), host)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "state_dir": {"type": "path", "required": True},
+            "host": {"type": "str"},
+            "state": {"type": "str", "choices": ["present", "query", "list"], "default": "present"},
+            "values": {"type": "dict", "default": {}},
+            "phase": {
+                "type": "str",
+                "choices": ["install", "reboot", "gate", "default", "fallback"],
+            },
+            "event": {"type": "str", "choices": ["start", "finish"]},
+            "result": {"type": "dict", "default": {}},
+            "inputs_hash": {"type": "str"},
+            "kernel_release": {"type": "str"},
+        },
+        required_if=[("state", "present", ("host",)), ("state", "query", ("host",))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    state_dir = params["state_dir"]
+    try:
+        if params["state"] == "list":
+            records = _list(state_dir)
+            rows = summary_rows(records)
+            module.exit_json(changed=False, records=records, rows=rows, lines=format_table(rows))
+        host = params["host"]
+        path = os.path.join(state_dir, file_name(host))
+        old, old_text = _read(path, host)
+        if params["state"] == "query":
+            done = is_done(old, params["inputs_hash"] or "", params["kernel_release"] or "")
+            module.exit_json(changed=False, record=old, done=done, path=path)
+        new, changed = update(
+            old,
+            host,
+            time.time(),
+            values=params["values"],
+            phase=params["phase"],
+            event=params["event"],
+            result=params["result"],
+        )
+    except (StateError, OSError) as exc:
+        module.fail_json(msg=f"rollout state: {exc}")
+    text = render(new)
+    if changed and not module.check_mode:
+        try:
+            _write(path, text)
+        except OSError as exc:
+            module.fail_json(msg=f"rollout state: cannot write {path}: {exc}")
+    out: dict[str, Any] = {"changed": changed, "record": new, "path": path}
+    if module._diff and changed:
+        out["diff"] = {
+            "before": old_text,
+            "after": text,
+            "before_header": path,
+            "after_header": path,
+        }
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""``damon-fleet lab up|down|status``: the local fleet of QEMU machines.
+
+``up`` and ``down`` run ``playbooks/lab.yml`` (role ``lab_fleet``) through
+ansible-runner; ``status`` reads the state directory the role keeps (one folder per
+VM with ``vm.json`` and ``qemu.pid``) and asks each running VM for ``uname -r``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.lab_qemu import SSH_OPTIONS, format_table, list_vms, vm_status
+
+from damon_fleet._paths import REPO_ROOT
+
+PLAYBOOK = REPO_ROOT / "playbooks" / "lab.yml"
+DEFAULT_STATE_DIR = REPO_ROOT / ".damon-fleet" / "lab"
+DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
+STATUS_COLUMNS = ("name", "ssh_port", "pid", "state", "accel", "kernel")
+SSH_TIMEOUT = 10.0
+EXIT_BAD_INPUT = 2
+
+
+def _search_path() -> str:
+    """PATH with the directory of this Python first, so a venv's ansible-playbook runs."""
+    here = str(Path(sys.executable).parent)
+    return os.pathsep.join([here, os.environ.get("PATH", os.defpath)])
+
+
+def run_playbook(extravars: dict[str, Any], verbosity: int = 0) -> int:
+    """Run ``playbooks/lab.yml`` with *extravars*; return its exit status."""
+    import ansible_runner
+
+    with tempfile.TemporaryDirectory(prefix="damon-fleet-lab-") as private:
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=str(REPO_ROOT),
+            playbook=str(PLAYBOOK),
+            extravars=extravars,
+            envvars={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "PATH": _search_path()},
+            verbosity=verbosity or None,
+            quiet=False,
+        )
+        rc = runner.rc
+    return int(rc) if isinstance(rc, int) else 1
+
+
+def _common_vars(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "lab_fleet_state_dir": str(Path(args.state_dir).resolve()),
+        "lab_fleet_inventory_path": str(Path(args.inventory).resolve()),
+    }
+
+
+def _parse_extra(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (VALUE parsed as JSON when it is JSON, else a string)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        extra = _parse_extra(args.extra_vars)
+    except ValueError as exc:
+        print(f"damon-fleet lab up: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    extravars: dict[str, Any] = {
+        **_common_vars(args),
+        "lab_fleet_state": "present",
+        "lab_fleet_count": args.count,
+        "lab_fleet_accel": args.accel,
+    }
+    if args.memory is not None:
+        extravars["lab_fleet_memory_mb"] = args.memory
+    if args.cpus is not None:
+        extravars["lab_fleet_cpus"] = args.cpus
+    if args.kernel_package:
+        extravars["lab_fleet_kernel_packages"] = [
+            str(Path(p).resolve()) for p in args.kernel_package
+        ]
+    extravars.update(extra)
+    started = time.monotonic()
+    rc = run_playbook(extravars, args.verbose)
+    outcome = "done" if rc == 0 else "failed"
+    print(f"damon-fleet lab up: {outcome} in {time.monotonic() - started:.0f}s")
+    if rc == 0:
+        print_status(Path(args.state_dir), json_output=False)
+    return rc
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    extravars: dict[str, Any] = {
+        **_common_vars(args),
+        "lab_fleet_state": "absent",
+        "lab_fleet_remove_disks": not args.keep_disks,
+    }
+    started = time.monotonic()
+    rc = run_playbook(extravars, args.verbose)
+    outcome = "done" if rc == 0 else "failed"
+    print(f"damon-fleet lab down: {outcome} in {time.monotonic() - started:.0f}s")
+    return rc
+
+
+def _fleet_record(state_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((state_dir / "fleet.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def guest_kernel(port: int, key: str, timeout: float = SSH_TIMEOUT) -> str | None:
+    """``uname -r`` of the VM on *port*, or None when it does not answer in time."""
+    if not port or not key:
+        return None
+    argv = [
+        "ssh",
+        *SSH_OPTIONS,
+        "-o",
+        f"ConnectTimeout={max(1, int(timeout / 2))}",
+        "-i",
+        key,
+        "-p",
+        str(port),
+        "root@127.0.0.1",
+        "uname -r",
+    ]
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
+def fleet_status(state_dir: Path, ssh: bool = True) -> list[dict[str, Any]]:
+    """One row per VM of *state_dir*: name, ssh_port, pid, state, accel, kernel."""
+    key = str(_fleet_record(state_dir).get("ssh_key") or "")
+    rows = [vm_status(str(state_dir), name) for name in list_vms(str(state_dir))]
+    running = [row for row in rows if row["state"] == "running"]
+    if ssh and running:
+        with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
+            kernels = pool.map(lambda row: guest_kernel(row["ssh_port"], key), running)
+            for row, kernel in zip(running, kernels, strict=True):
+                row["kernel"] = kernel
+                if kernel is None:
+                    row["state"] = "running (no ssh)"
+    for row in rows:
+        row.setdefault("kernel", None)
+    return rows
+
+
+def print_status(state_dir: Path, json_output: bool) -> int:
+    rows = fleet_status(state_dir)
+    if json_output:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif rows:
+        print(format_table(rows, STATUS_COLUMNS))
+    else:
+        print(f"no lab VMs in {state_dir}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return print_status(Path(args.state_dir), args.json)
+
+
+def add_lab_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``lab`` (with ``up``, ``down``, ``status``) to the main CLI."""
+    lab = subparsers.add_parser("lab", help="the local fleet of QEMU machines")
+    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="SUBCOMMAND")
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--state-dir",
+            default=os.environ.get("DAMON_FLEET_LAB_STATE", str(DEFAULT_STATE_DIR)),
+            help="folder with one folder per VM (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--inventory",
+            default=str(DEFAULT_INVENTORY),
+            help="inventory file written for the fleet (default: %(default)s)",
+        )
+        parser.add_argument("-v", "--verbose", action="count", default=0)
+
+    up = sub.add_parser(
+        "up",
+        help="build what is missing, start the VMs, wait for SSH, write the inventory",
+        description=(
+            "Build the lab kernel packages and the Debian disk image when they are not "
+            "cached, start COUNT VMs (running ones are left alone), wait until each answers "
+            "on SSH and write the inventory. Needs root."
+        ),
+    )
+    common(up)
+    up.add_argument("--count", type=int, default=2, help="number of VMs (default: 2)")
+    up.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    up.add_argument("--memory", type=int, default=None, metavar="MB", help="memory per VM")
+    up.add_argument("--cpus", type=int, default=None, help="vCPUs per VM")
+    up.add_argument(
+        "--kernel-package",
+        action="append",
+        default=[],
+        metavar="DEB",
+        help="kernel .deb for the image instead of building the lab kernel (repeatable)",
+    )
+    up.add_argument(
+        "-e",
+        "--extra-var",
+        dest="extra_vars",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any lab_fleet_* input (VALUE as JSON when it parses)",
+    )
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser(
+        "down", help="stop every VM (by pid), free the ports, write an empty inventory"
+    )
+    common(down)
+    down.add_argument(
+        "--keep-disks", action="store_true", help="keep the overlays (the next up resumes them)"
+    )
+    down.set_defaults(func=cmd_down)
+
+    status = sub.add_parser("status", help="list the VMs: port, pid, state, kernel")
+    common(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(func=cmd_status)

@@ -1,0 +1,92 @@
+"""``damon-fleet lab``: argument wiring, extra vars, status of a state directory."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import pytest
+from ansible.module_utils.lab_qemu import VmState
+
+from damon_fleet import lab_cli
+from damon_fleet.cli import build_parser, main
+
+
+def test_lab_subcommands_are_wired():
+    args = build_parser().parse_args(["lab", "up", "--count", "3", "--accel", "tcg"])
+    assert args.func is lab_cli.cmd_up
+    assert (args.count, args.accel) == (3, "tcg")
+    assert build_parser().parse_args(["lab", "down"]).func is lab_cli.cmd_down
+    assert build_parser().parse_args(["lab", "status", "--json"]).json
+
+
+def test_parse_extra():
+    assert lab_cli._parse_extra(["a=1", "b=x", 'c=["y"]', "d="]) == {
+        "a": 1,
+        "b": "x",
+        "c": ["y"],
+        "d": "",
+    }
+    with pytest.raises(ValueError):
+        lab_cli._parse_extra(["novalue"])
+
+
+def test_up_passes_the_role_inputs(tmp_path):
+    with mock.patch.object(lab_cli, "run_playbook", return_value=0) as run:
+        rc = main(
+            [
+                "lab",
+                "up",
+                "--state-dir",
+                str(tmp_path / "s"),
+                "--inventory",
+                str(tmp_path / "h.yml"),
+                "--count",
+                "1",
+                "--kernel-package",
+                "k.deb",
+                "-e",
+                "lab_fleet_memory_mb=2048",
+            ]
+        )
+    assert rc == 0
+    extravars = run.call_args.args[0]
+    assert extravars["lab_fleet_state"] == "present"
+    assert extravars["lab_fleet_count"] == 1
+    assert extravars["lab_fleet_state_dir"] == str(tmp_path / "s")
+    assert extravars["lab_fleet_inventory_path"] == str(tmp_path / "h.yml")
+    assert extravars["lab_fleet_kernel_packages"][0].endswith("/k.deb")
+    assert extravars["lab_fleet_memory_mb"] == 2048
+
+
+def test_down_keeps_disks_on_request(tmp_path):
+    with mock.patch.object(lab_cli, "run_playbook", return_value=2) as run:
+        rc = main(["lab", "down", "--state-dir", str(tmp_path), "--keep-disks"])
+    assert rc == 2
+    assert run.call_args.args[0]["lab_fleet_state"] == "absent"
+    assert run.call_args.args[0]["lab_fleet_remove_disks"] is False
+
+
+def test_status_of_stopped_and_empty_fleets(tmp_path, capsys):
+    assert main(["lab", "status", "--state-dir", str(tmp_path / "none")]) == 0
+    assert "no lab VMs" in capsys.readouterr().out
+    for name, port in (("lab1", 2201), ("lab2", 2202)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "vm.json").write_text(
+            VmState(name=name, ssh_port=port, accel="tcg").to_json()
+        )
+    assert main(["lab", "status", "--state-dir", str(tmp_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["ssh_port"], r["state"], r["kernel"]) for r in rows] == [
+        ("lab1", 2201, "stopped", None),
+        ("lab2", 2202, "stopped", None),
+    ]
+    assert main(["lab", "status", "--state-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "SSH_PORT", "PID", "STATE", "ACCEL", "KERNEL"]
+    assert lines[2].split() == ["lab2", "2202", "-", "stopped", "tcg", "-"]
+
+
+def test_guest_kernel_without_port_or_key():
+    assert lab_cli.guest_kernel(0, "key") is None
+    assert lab_cli.guest_kernel(22, "") is None
