@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from damon_fleet.damon_cli import add_damon_parser
 from damon_fleet.lab_cli import add_lab_parser
 from damon_fleet.perf_cli import add_perf_parser
+from damon_fleet.run_cli import add_run_parsers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_perf_parser(sub)
     add_damon_parser(sub)
     add_lab_parser(sub)
+    add_run_parsers(sub)
     return parser
 
 

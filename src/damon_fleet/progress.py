@@ -1,0 +1,357 @@
+"""Live progress of a playbook run, built from ansible-runner events.
+
+Pure: :class:`Progress` takes the event dicts ansible-runner hands its ``event_handler``
+(``{"event": ..., "created": ..., "event_data": {...}}``) one by one and returns the plain
+lines worth printing; :meth:`Progress.bar` renders the one-line status (progress bar,
+elapsed time, stage, batch, the hosts at work and their phase) for a terminal. No I/O.
+
+Stages come from where a task lives (its role, else its playbook file), so they follow the
+repository's layout, not task names: ``kernel_build`` -> build, ``kernel_install`` ->
+rollout (phases check, install, reboot, gate, default, fallback), ``perf_detect`` ->
+detect, ``damon_perf`` -> configure, ``playbooks/verify.yml`` -> verify, ...
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+STAGES = ("build", "rollout", "detect", "configure", "verify", "report")
+COMMAND_STAGES: dict[str, tuple[str, ...]] = {
+    "deploy": STAGES,
+    "detect": ("detect",),
+    "configure": ("configure",),
+    "verify": ("verify",),
+}
+STAGE_OF_ROLE = {
+    "kernel_build": "build",
+    "kernel_install": "rollout",
+    "perf_detect": "detect",
+    "damon_perf": "configure",
+}
+BATCH_START = re.compile(r"^batch (\d+): (.*)$")
+BATCH_DONE = re.compile(r"^batch (\d+) done in ([0-9.]+) s$")
+RESULT_EVENTS = (
+    "runner_on_ok",
+    "runner_on_failed",
+    "runner_on_skipped",
+    "runner_on_unreachable",
+    "runner_item_on_ok",
+    "runner_item_on_failed",
+    "runner_item_on_skipped",
+)
+
+Event = Mapping[str, Any]
+
+
+def event_time(event: Event) -> float | None:
+    """The event's ``created`` stamp as a POSIX timestamp (None when missing or bad)."""
+    created = event.get("created")
+    if not isinstance(created, str):
+        return None
+    try:
+        stamp = datetime.datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    return stamp.timestamp()
+
+
+def _path_file(task_path: str) -> str:
+    """``/x/roles/r/tasks/main.yml:12`` -> ``/x/roles/r/tasks/main.yml``."""
+    return re.sub(r":\d+$", "", task_path)
+
+
+def stage_of(data: Mapping[str, Any]) -> str | None:
+    """The stage of a task event's data: by role, else by the playbook file of the task."""
+    role = data.get("role")
+    if isinstance(role, str) and role in STAGE_OF_ROLE:
+        return STAGE_OF_ROLE[role]
+    task_path = data.get("task_path")
+    if isinstance(task_path, str) and task_path:
+        path = _path_file(task_path)
+        match = re.search(r"/roles/([^/]+)/", path)
+        if match and match.group(1) in STAGE_OF_ROLE:
+            return STAGE_OF_ROLE[match.group(1)]
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in STAGES:
+            return stem
+    return None
+
+
+def rollout_phase(data: Mapping[str, Any]) -> str:
+    """The kernel_install phase of a task: the phases of the rollout records (install,
+    reboot, gate, default, fallback), plus ``check`` (before any change) and ``batch``
+    (the rollout play's own tasks)."""
+    path = _path_file(str(data.get("task_path") or ""))
+    name = str(data.get("task") or "").lower()
+    base = os.path.basename(path)
+    if "/roles/kernel_install/" not in path:
+        # The role's argument check runs at the play; the play's own tasks count batches.
+        return "check" if data.get("role") == "kernel_install" else "batch"
+    if base in ("packages.yml", "rollout.yml"):
+        return "install"
+    if base == "promote.yml":
+        return "default"
+    if base == "fallback.yml":
+        return "fallback"
+    if base == "report.yml":
+        return "report"
+    if base == "trial.yml":
+        if "make the new kernel the default" in name:
+            return "default"
+        if "fall back" in name:
+            return "fallback"
+        if "gate" in name:
+            return "gate"
+        return "reboot"
+    return "check"
+
+
+def result_message(res: Any) -> str:
+    """A one-line reason from a module result (``msg``, else stderr)."""
+    if not isinstance(res, Mapping):
+        return ""
+    msg = res.get("msg")
+    if isinstance(msg, list):
+        msg = "; ".join(str(m) for m in msg)
+    if not msg:
+        msg = res.get("stderr") or res.get("reason") or ""
+    return " ".join(str(msg).split())
+
+
+def shorten(text: str, limit: int = 240) -> str:
+    """*text* cut to *limit* characters (``...`` marks the cut)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes:02d}:{secs:02d}"
+
+
+@dataclass
+class HostProgress:
+    """Where one host is: stage, phase, current task, since when; whether it failed."""
+
+    stage: str | None = None
+    phase: str | None = None
+    task: str | None = None
+    since: float | None = None
+    failed: bool = False
+    unreachable: bool = False
+    reason: str | None = None
+
+
+@dataclass
+class Progress:
+    """The progress state machine. ``stage_hosts`` maps a host stage (rollout, detect,
+    configure, verify) to the hosts the run targets in it; other stages count as one unit.
+    """
+
+    stages: Sequence[str]
+    stage_hosts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    started: float | None = None
+    now: float | None = None
+    stage: str | None = None
+    play: str | None = None
+    play_uuid: str | None = None
+    batch: int | None = None
+    batch_hosts: list[str] = field(default_factory=list)
+    hosts: dict[str, HostProgress] = field(default_factory=dict)
+    done: dict[str, set[str]] = field(default_factory=dict)
+    stages_done: set[str] = field(default_factory=set)
+    play_hosts: set[str] = field(default_factory=set)
+    finished: bool = False
+    failed_hosts: list[str] = field(default_factory=list)
+
+    # --- feeding -------------------------------------------------------------------------
+
+    def _stamp(self) -> str:
+        return f"[{format_elapsed(self.elapsed())}]"
+
+    def elapsed(self, now: float | None = None) -> float:
+        if self.started is None:
+            return 0.0
+        return max(0.0, (now if now is not None else (self.now or self.started)) - self.started)
+
+    def _enter_stage(self, stage: str) -> list[str]:
+        if stage == self.stage:
+            return []
+        lines = []
+        if self.stage is not None:
+            self._finish_stage(self.stage)
+        self.stage = stage
+        self.batch = None
+        self.batch_hosts = []
+        lines.append(f"{self._stamp()} {stage}")
+        return lines
+
+    def _finish_stage(self, stage: str) -> None:
+        if stage in self.stages and self.stages.index(stage) >= 0:
+            self.stages_done.add(stage)
+            self.done.setdefault(stage, set()).update(self.stage_hosts.get(stage, ()))
+
+    def _host_done(self, stage: str | None, hosts: Sequence[str] | set[str]) -> None:
+        if stage is not None:
+            self.done.setdefault(stage, set()).update(hosts)
+
+    def feed(self, event: Event) -> list[str]:
+        """Take one runner event; return the lines to print for it (often none)."""
+        stamp = event_time(event)
+        if stamp is not None:
+            if self.started is None:
+                self.started = stamp
+            self.now = stamp
+        kind = str(event.get("event") or "")
+        data = event.get("event_data") or {}
+        if not isinstance(data, Mapping):
+            data = {}
+        if kind == "playbook_on_play_start":
+            return self._play_start(data)
+        if kind == "playbook_on_stats":
+            return self._stats(data)
+        if kind == "playbook_on_task_start":
+            stage = stage_of(data)
+            return self._enter_stage(stage) if stage else []
+        host = data.get("host")
+        if not isinstance(host, str) or not kind.startswith("runner_"):
+            return []
+        lines: list[str] = []
+        stage = stage_of(data) or self.stage
+        if stage is not None:
+            lines.extend(self._enter_stage(stage))
+        self.play_hosts.add(host)
+        state = self.hosts.setdefault(host, HostProgress())
+        phase = rollout_phase(data) if stage == "rollout" else stage
+        if kind == "runner_on_start":
+            if (state.stage, state.phase) != (stage, phase):
+                state.stage, state.phase, state.since = stage, phase, self.now
+                if stage == "rollout" and phase not in (None, "batch"):
+                    lines.append(f"{self._stamp()} {host}: {phase}")
+            state.task = str(data.get("task") or "")
+            return lines
+        if kind == "runner_on_ok" and data.get("task_action", "").endswith("debug"):
+            lines.extend(self._debug(data))
+        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            reason = result_message(data.get("res"))
+            state.failed = True
+            state.unreachable = kind == "runner_on_unreachable"
+            state.reason = f"{data.get('task')}: {reason}" if reason else str(data.get("task"))
+            if host not in self.failed_hosts:
+                self.failed_hosts.append(host)
+            what = "UNREACHABLE" if state.unreachable else "FAILED"
+            where = f"{stage}/{phase}" if stage == "rollout" else str(stage)
+            lines.append(f"{self._stamp()} {host} {what} in {where}: {shorten(state.reason)}")
+        return lines
+
+    def _play_start(self, data: Mapping[str, Any]) -> list[str]:
+        lines: list[str] = []
+        uuid = data.get("play_uuid") or data.get("uuid")
+        if uuid is not None and uuid == self.play_uuid:
+            # The same play again: the next batch of a serial play; the last one is over.
+            self._host_done(self.stage, self.play_hosts)
+        elif self.stage is not None and self.play_hosts:
+            self._host_done(self.stage, self.play_hosts)
+        self.play_hosts = set()
+        self.play_uuid = str(uuid) if uuid is not None else None
+        self.play = str(data.get("play") or data.get("name") or "")
+        return lines
+
+    def _debug(self, data: Mapping[str, Any]) -> list[str]:
+        res = data.get("res") or {}
+        msg = res.get("msg") if isinstance(res, Mapping) else None
+        first = msg[0] if isinstance(msg, list) and msg else msg
+        if not isinstance(first, str):
+            return []
+        first = " ".join(first.split())
+        start = BATCH_START.match(first)
+        if start:
+            self.batch = int(start.group(1))
+            self.batch_hosts = [h.strip() for h in start.group(2).split(",") if h.strip()]
+            return [f"{self._stamp()} batch {self.batch}: {', '.join(self.batch_hosts)}"]
+        done = BATCH_DONE.match(first)
+        if done:
+            self._host_done("rollout", self.batch_hosts)
+            return [f"{self._stamp()} batch {done.group(1)} done in {done.group(2)} s"]
+        if first.startswith("build: "):
+            return [f"{self._stamp()} {first}"]
+        return []
+
+    def _stats(self, data: Mapping[str, Any]) -> list[str]:
+        if self.stage is not None:
+            self._finish_stage(self.stage)
+        self.finished = True
+        failures = data.get("failures") or {}
+        dark = data.get("dark") or {}
+        processed = data.get("processed") or {}
+        bad = sorted(set(failures) | set(dark))
+        ok = sorted(h for h in processed if h not in bad)
+        text = f"{self._stamp()} finished: {len(ok)} ok"
+        if bad:
+            text += f", {len(bad)} failed ({', '.join(bad)})"
+        return [text]
+
+    # --- rendering -----------------------------------------------------------------------
+
+    def units(self) -> tuple[int, int]:
+        """(done, total) units: one per targeted host of a host stage, one per other stage."""
+        total = done = 0
+        for stage in self.stages:
+            hosts = list(self.stage_hosts.get(stage, ()))
+            if hosts:
+                total += len(hosts)
+                done += len(self.done.get(stage, set()) & set(hosts))
+            else:
+                total += 1
+                done += 1 if stage in self.stages_done else 0
+        return done, total
+
+    def fraction(self) -> float:
+        if self.finished:
+            return 1.0
+        done, total = self.units()
+        return done / total if total else 0.0
+
+    def active_hosts(self) -> list[tuple[str, HostProgress]]:
+        """Hosts working in the current stage, not failed, not yet done with it."""
+        stage_done = self.done.get(self.stage or "", set())
+        return [
+            (name, state)
+            for name, state in sorted(self.hosts.items())
+            if state.stage == self.stage and not state.failed and name not in stage_done
+        ]
+
+    def bar(self, width: int = 80, now: float | None = None) -> str:
+        """One status line: ``[####....]  40% 01:02 rollout batch 1 | lab1 gate 00:12``."""
+        fraction = self.fraction()
+        cells = 20
+        filled = round(fraction * cells)
+        head = (
+            f"[{'#' * filled}{'.' * (cells - filled)}] {int(fraction * 100):3d}% "
+            f"{format_elapsed(self.elapsed(now))} {self.stage or 'starting'}"
+        )
+        if self.batch is not None and self.stage == "rollout":
+            head += f" batch {self.batch}"
+        if self.failed_hosts:
+            head += f" ({len(self.failed_hosts)} failed)"
+        parts = []
+        reference = now if now is not None else self.now
+        for name, state in self.active_hosts():
+            since = state.since if state.since is not None else reference
+            took = format_elapsed((reference or 0.0) - (since or 0.0))
+            label = state.phase if state.stage == "rollout" else ""
+            parts.append(" ".join(p for p in (name, label, took) if p))
+        line = head + (" | " + ", ".join(parts) if parts else "")
+        if len(line) > width:
+            line = line[: max(0, width - 3)] + "..."
+        return line

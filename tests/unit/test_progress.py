@@ -1,0 +1,141 @@
+"""Progress from runner events: real localhost captures and a constructed rollout.
+
+tests/fixtures/runner-events/localhost-*.json are REAL events (see their ``_captured``);
+constructed-deploy-rollout.json is CONSTRUCTED in the real events' shape (a rollout cannot
+run in the unit tier).
+"""
+
+from __future__ import annotations
+
+import json
+
+from conftest import FIXTURES
+
+from damon_fleet.progress import (
+    Progress,
+    format_elapsed,
+    rollout_phase,
+    stage_of,
+)
+
+EVENTS = FIXTURES / "runner-events"
+KI = "/work/main/roles/kernel_install/tasks"
+
+
+def events(name):
+    return json.loads((EVENTS / name).read_text())["events"]
+
+
+def feed_all(progress, evs):
+    lines = []
+    for event in evs:
+        lines += progress.feed(event)
+    return lines
+
+
+def test_real_detect_run_goes_to_100_percent():
+    progress = Progress(stages=("detect",), stage_hosts={"detect": ["localhost"]})
+    lines = feed_all(progress, events("localhost-detect.json"))
+    assert lines == ["[00:00] detect", "[00:00] finished: 1 ok"]
+    assert progress.finished and progress.fraction() == 1.0
+    assert progress.done["detect"] == {"localhost"}
+    assert progress.bar(80).startswith("[####################] 100% 00:00 detect")
+
+
+def test_real_verify_failure_is_reported_with_its_task():
+    progress = Progress(stages=("verify",), stage_hosts={"verify": ["localhost"]})
+    lines = feed_all(progress, events("localhost-verify-failed.json"))
+    failed = [line for line in lines if "FAILED" in line]
+    assert len(failed) == 1
+    assert failed[0].startswith(
+        "[00:00] localhost FAILED in verify: Check that nothing is left to write"
+    )
+    assert failed[0].endswith("...") and len(failed[0]) < 320  # long reasons are cut
+    assert progress.failed_hosts == ["localhost"]
+    assert lines[-1] == "[00:00] finished: 0 ok, 1 failed (localhost)"
+    assert "(1 failed)" in progress.bar(120)
+
+
+def test_real_interrupted_run_shows_the_host_still_at_work():
+    progress = Progress(stages=("detect",), stage_hosts={"detect": ["localhost"]})
+    feed_all(progress, events("localhost-detect-interrupted.json"))
+    assert not progress.finished
+    assert progress.fraction() == 0.0
+    assert [name for name, _ in progress.active_hosts()] == ["localhost"]
+    state = progress.hosts["localhost"]
+    assert state.task == "Detect the perf event DAMON should use"
+    assert progress.bar(200, now=progress.now + 65).endswith("| localhost 01:05")
+
+
+def test_constructed_rollout_batches_phases_and_units():
+    progress = Progress(
+        stages=("build", "rollout", "detect", "configure", "verify", "report"),
+        stage_hosts={
+            "rollout": ["lab1", "lab2", "lab3"],
+            "detect": ["lab1", "lab2", "lab3"],
+            "configure": ["lab1", "lab2", "lab3"],
+            "verify": ["lab1", "lab2", "lab3"],
+        },
+    )
+    seen = []
+    bars = []
+    for event in events("constructed-deploy-rollout.json"):
+        seen += progress.feed(event)
+        if event["event"] == "runner_on_start" and event["event_data"]["host"] == "lab2":
+            bars.append(progress.bar(200))
+    text = "\n".join(seen)
+    assert "build" in seen[0]
+    assert "build: 31.0 s" in text
+    assert "batch 1: lab1" in text and "batch 2: lab2" in text
+    assert "batch 1 done in 1170.2 s" in text
+    # lab1 walked through the phases of the rollout records, in order.
+    lab1 = [line.split("lab1: ")[1] for line in seen if "] lab1: " in line]
+    assert lab1 == ["check", "install", "reboot", "gate", "default"]
+    lab2 = [line.split("lab2: ")[1] for line in seen if "] lab2: " in line]
+    assert lab2 == ["check", "install", "reboot", "gate", "fallback"]
+    assert any("lab2 FAILED in rollout/fallback: Fail the host" in line for line in seen)
+    # While lab2 worked, batch 2 was shown with lab2's phase, and lab1 counted as done.
+    assert any("rollout batch 2" in bar and "lab2 reboot" in bar for bar in bars)
+    assert progress.done["rollout"] >= {"lab1"}
+    assert progress.failed_hosts == ["lab2"]
+    assert seen[-1].endswith("finished: 2 ok, 1 failed (lab2)")
+
+
+def test_units_count_hosts_per_host_stage_and_one_per_other_stage():
+    progress = Progress(
+        stages=("build", "rollout", "detect"),
+        stage_hosts={"rollout": ["a", "b"], "detect": ["a", "b"]},
+    )
+    assert progress.units() == (0, 5)
+    progress.stages_done.add("build")
+    progress.done["rollout"] = {"a"}
+    assert progress.units() == (2, 5)
+    assert progress.fraction() == 0.4
+
+
+def test_stage_and_phase_from_role_and_task_path():
+    assert stage_of({"role": "perf_detect", "task_path": "/x/playbooks/detect.yml:2"}) == "detect"
+    assert stage_of({"task_path": "/x/playbooks/verify.yml:30"}) == "verify"
+    assert stage_of({"task_path": "/x/roles/damon_perf/tasks/main.yml:5"}) == "configure"
+    assert stage_of({"task_path": "/x/deploy.yml:10"}) is None
+    assert rollout_phase({"task_path": f"{KI}/packages.yml:3", "role": "kernel_install"}) == (
+        "install"
+    )
+    assert rollout_phase({"task_path": f"{KI}/trial.yml:9", "task": "Reboot into"}) == "reboot"
+    assert rollout_phase({"task_path": f"{KI}/trial.yml:9", "task": "Gate the new kernel"}) == (
+        "gate"
+    )
+    assert (
+        rollout_phase({"task_path": f"{KI}/trial.yml:9", "task": "Make the new kernel the default"})
+        == "default"
+    )
+    assert rollout_phase(
+        {"task_path": "/x/playbooks/rollout.yml:60", "role": "kernel_install"}
+    ) == ("check")
+    assert rollout_phase({"task_path": "/x/playbooks/rollout.yml:60"}) == "batch"
+
+
+def test_format_elapsed():
+    assert format_elapsed(0) == "00:00"
+    assert format_elapsed(75.9) == "01:15"
+    assert format_elapsed(3723) == "1:02:03"

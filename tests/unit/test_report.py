@@ -1,0 +1,222 @@
+"""The per-host report: real localhost event captures, a constructed rollout + records.
+
+localhost-*.json are REAL runner events; constructed-deploy-rollout.json is CONSTRUCTED in
+their shape; rollout-records.json holds one real record (lab1) and one constructed from it
+(lab2). Each file's ``_captured`` says which.
+"""
+
+from __future__ import annotations
+
+import json
+
+from conftest import FIXTURES
+
+from damon_fleet import report
+
+EVENTS = FIXTURES / "runner-events"
+RELEASE = "6.12.117-lab-perf-events-abi-cdc19e8e"
+BEFORE = "6.12.117-lab-42b6b450"
+
+
+def events(name):
+    return json.loads((EVENTS / name).read_text())["events"]
+
+
+def records():
+    return json.loads((EVENTS / "rollout-records.json").read_text())["records"]
+
+
+def run_info(command, **extra):
+    info = {"id": "20261126T100000Z", "command": command, "inventory": "/inv.yml"}
+    info.update(extra)
+    return info
+
+
+def deploy_report(hosts=("lab1", "lab2", "lab3")):
+    return report.build_report(
+        run_info("deploy", status="failed", ansible_rc=2, finished="2026-11-26T10:40:00Z"),
+        events("constructed-deploy-rollout.json"),
+        records(),
+        list(hosts),
+    )
+
+
+def test_detect_report_from_real_events():
+    rep = report.build_report(
+        run_info("detect", status="successful"), events("localhost-detect.json"), [], ["localhost"]
+    )
+    (row,) = rep["hosts"]
+    assert row["outcome"] == "done"
+    assert row["perf"]["classification"] == "none"
+    assert row["perf"]["source"] == "detected"
+    assert row["perf"]["events"] == []
+    assert "virtual machine" in row["perf"]["reason"]
+    assert row["perf"]["kernel_release"] == "6.18.44-fc-v595"
+    assert row["damon"] is None and row["kernel"] is None and row["failure"] is None
+    assert 0.5 < row["stage_seconds"]["detect"] < 1.0
+    assert rep["summary"]["done"] == ["localhost"]
+    assert rep["tasks_started"] == 5
+
+
+def test_configure_check_report_keeps_damon_state_and_marks_check_mode():
+    rep = report.build_report(
+        run_info("configure", status="successful", check=True),
+        events("localhost-configure-check.json"),
+        [],
+        ["localhost"],
+    )
+    (row,) = rep["hosts"]
+    damon = row["damon"]
+    assert damon["from"] == "configure" and damon["check_mode"] is True
+    assert damon["state"] == "on"
+    assert damon["kdamonds"] == [{"index": 0, "state": "on", "pid": None}]
+    assert damon["layout"] == "mainline"
+    assert row["perf_effective"] is False
+    cells = report.cells(row)
+    assert cells["damon"] == "on (1 kdamond) [check]"
+    assert cells["perf_effective"] == "no"
+
+
+def test_verify_failure_names_stage_task_and_reason():
+    rep = report.build_report(
+        run_info("verify", status="failed"), events("localhost-verify-failed.json"), [], []
+    )
+    (row,) = rep["hosts"]
+    assert row["outcome"] == "failed"
+    failure = row["failure"]
+    assert failure["stage"] == "verify"
+    assert failure["task"] == "Check that nothing is left to write and every kdamond runs"
+    assert failure["reason"].startswith("localhost: DAMON differs from the inventory")
+    assert row["damon"]["from"] == "verify" and row["damon"]["pending_writes"] == 13
+    assert rep["summary"]["failed"] == ["localhost"]
+    table = report.render_table(rep)
+    assert "localhost  FAILED" in table
+    assert "localhost: failed in verify, task 'Check that nothing" in table
+
+
+def test_interrupted_run_shows_where_each_host_was():
+    rep = report.build_report(
+        run_info("detect", status="canceled"),
+        events("localhost-detect-interrupted.json"),
+        [],
+        ["localhost", "otherhost"],
+    )
+    rows = {r["host"]: r for r in rep["hosts"]}
+    assert rows["localhost"]["outcome"] == "interrupted"
+    assert rows["localhost"]["last_task"]["task"] == "Detect the perf event DAMON should use"
+    assert rows["otherhost"]["outcome"] == "not_reached"
+    assert "localhost: interrupted in detect, during task" in report.render_table(rep)
+
+
+def test_deploy_report_joins_events_and_records():
+    rep = deploy_report()
+    rows = {r["host"]: r for r in rep["hosts"]}
+    lab1, lab2, lab3 = rows["lab1"], rows["lab2"], rows["lab3"]
+    assert lab1["outcome"] == "done"
+    assert lab1["kernel"]["before"] == BEFORE and lab1["kernel"]["after"] == RELEASE
+    assert lab1["kernel"]["status"] == "done" and lab1["kernel"]["batch"] == 1
+    assert lab1["gate"]["passed"] is True and len(lab1["gate"]["checks"]) == 4
+    assert lab1["phase_seconds"] == {
+        "install": 272.0,
+        "reboot": 854.9,
+        "gate": 7.2,
+        "default": 35.0,
+    }
+    assert lab2["outcome"] == "failed"
+    assert lab2["failure"]["stage"] == "rollout" and lab2["failure"]["phase"] == "fallback"
+    assert lab2["failure"]["task"] == "Fail the host (the rollout stops)"
+    assert lab2["kernel"]["after"] == BEFORE and lab2["gate"]["passed"] is False
+    assert lab2["error"].startswith("gate failed: release")
+    assert lab3["outcome"] == "not_reached" and lab3["kernel"] is None
+    assert rep["summary"]["failed"] == ["lab2"] and rep["summary"]["not_reached"] == ["lab3"]
+    assert rep["build"]["kernel_release"] == RELEASE and rep["build"]["built"] is False
+    assert rep["build"]["packages"] == [f"linux-image-{RELEASE}.deb"]
+    assert rep["timing"]["build_seconds"] == 31.0
+    assert rep["batches"] == [
+        {"batch": 1, "hosts": ["lab1"], "seconds": 1170.2},
+        {"batch": 2, "hosts": ["lab2"], "seconds": None},
+    ]
+    cells = report.cells(lab2)
+    assert cells["gate"] == "FAILED (release)"
+    assert cells["kernel"] == BEFORE
+    assert report.cells(lab1)["kernel"] == f"{BEFORE} -> {RELEASE}"
+    assert report.cells(lab1)["time"].startswith(
+        "install 272s, reboot 855s, gate 7.2s, default 35s"
+    )
+
+
+def test_table_markdown_and_html_renderings():
+    rep = deploy_report()
+    table = report.render_table(rep)
+    lines = table.splitlines()
+    assert lines[0].startswith("run 20261126T100000Z: damon-fleet deploy on /inv.yml: failed;")
+    assert "build: 6.12.117-lab-perf-events-abi-cdc19e8e (up to date) on localhost" in table
+    assert "batch 1: lab1 in 1170s" in table
+    assert "lab2: gate check release failed: running 6.12.117-lab-42b6b450" in table
+    markdown = report.render_markdown(rep)
+    table_rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(table_rows) == 1 + 3  # header + one row per host
+    assert "## Details" in markdown
+    rep["hosts"][0]["failure"] = {"stage": "rollout", "task": "a|b", "reason": "<script>"}
+    assert "a\\|b" in report.render_markdown(rep)
+    page = report.render_html(rep)
+    assert page.startswith("<!DOCTYPE html>") and "&lt;script&gt;" in page
+    assert page.count('<tr class="bad">') == 2
+    assert json.loads(report.render_json(rep))["format"] == 1
+
+
+def test_events_of_a_host_outside_the_target_list_show_only_when_it_failed():
+    evs = events("constructed-deploy-rollout.json")
+    rep = report.build_report(run_info("deploy"), evs, [], ["lab1"])
+    assert [r["host"] for r in rep["hosts"]] == ["lab1", "lab2"]
+
+
+def test_damon_state():
+    assert report.damon_state(None) is None
+    assert report.damon_state([]) == "none"
+    assert report.damon_state([{"state": "on"}, {"state": "on"}]) == "on"
+    assert report.damon_state([{"state": "on"}, {"state": "off"}]) == "mixed"
+
+
+def test_format_event():
+    event = {"pmu": "cpu", "type": 4, "config": 0x1CD, "config1": 0x1F, "config2": 0}
+    assert report.format_event(event) == "cpu type=4 config=0x1cd config1=0x1f config2=0x0"
+
+
+def test_fleet_status_takes_the_newest_value_of_each_field():
+    deploy = deploy_report()
+    detect = report.build_report(
+        run_info("detect", status="successful", finished="2026-11-26T16:00:00Z"),
+        events("localhost-detect.json"),
+        [],
+        ["localhost"],
+    )
+    configure_check = report.build_report(
+        run_info("configure", status="successful", check=True, finished="2026-11-26T17:00:00Z"),
+        events("localhost-configure-check.json"),
+        [],
+        ["localhost"],
+    )
+    rows = {r["host"]: r for r in report.fleet_status([deploy, detect, configure_check], records())}
+    assert rows["localhost"]["kernel"] == "6.18.44-fc-v595"
+    assert rows["localhost"]["classification"] == "none"
+    assert rows["localhost"]["damon"] is None  # a check-mode run is no sighting of DAMON
+    assert rows["localhost"]["outcome"] == "done (configure)"
+    assert rows["lab1"]["kernel"] == RELEASE
+    assert rows["lab1"]["rollout"] == f"done {RELEASE}"
+    assert rows["lab2"]["kernel"] == BEFORE and rows["lab2"]["rollout"].startswith("failed")
+    assert rows["lab3"]["kernel"] is None  # not reached: nothing seen
+    text = report.render_status(list(rows.values()))
+    assert text.splitlines()[0].split() == [
+        "host",
+        "kernel",
+        "DAMON",
+        "perf_effective",
+        "perf",
+        "rollout",
+        "last",
+        "seen",
+        "last",
+        "outcome",
+    ]
+    assert json.loads(report.render_status(list(rows.values()), "json"))[0]["host"] == "lab1"
