@@ -172,7 +172,8 @@ class LabImageError(ValueError):
     """An input of the lab image is invalid."""
 
 
-def _sha256(parts: Iterable[str]) -> str:
+def sha256_of_parts(parts: Iterable[str]) -> str:
+    """sha256 of *parts*, each followed by a NUL (so the boundaries count): the cache keys."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part.encode())
@@ -187,7 +188,7 @@ def rootfs_key(
     suite: str = SUITE,
 ) -> str:
     """Key of the root filesystem stage (the mirror is not part of it)."""
-    return _sha256(
+    return sha256_of_parts(
         [ROOTFS_RECIPE, suite, ",".join(packages), json.dumps(dict(files), sort_keys=True), setup]
     )[:20]
 
@@ -195,7 +196,7 @@ def rootfs_key(
 def disk_key(rootfs: str, package_sha256s: Mapping[str, str], size_mb: int) -> str:
     """Key of the disk stage: the rootfs key, every kernel package's sha256, the size."""
     pkgs = [f"{name}={digest}" for name, digest in sorted(package_sha256s.items())]
-    return _sha256(
+    return sha256_of_parts(
         [
             DISK_RECIPE,
             rootfs,

@@ -135,6 +135,57 @@ def validate_spec(spec: VmSpec) -> None:
             raise LabQemuError(f"QEMU option values cannot contain ',': {path}")
 
 
+def machine_argv(
+    accel: str,
+    memory_mb: int,
+    cpus: int,
+    disk: str,
+    ssh_port: int,
+    console_log: str,
+    pidfile: str,
+    boot: Sequence[str] = (),
+) -> list[str]:
+    """The machine every lab VM is (without the QEMU binary).
+
+    q35, the qcow2 *disk* on virtio, user networking with SSH forwarded from
+    127.0.0.1:*ssh_port*, a virtio RNG, the serial console in *console_log*, no display,
+    monitor or VGA, the pid in *pidfile*; ``-cpu host`` under KVM. *boot* options (the
+    direct-boot ``-kernel``/``-append`` of the VM tier) come before the disk.
+    """
+    argv = [
+        "-machine",
+        "q35",
+        "-accel",
+        accel,
+        "-m",
+        str(memory_mb),
+        "-smp",
+        str(cpus),
+        *boot,
+        "-drive",
+        f"file={disk},if=virtio,format=qcow2,discard=unmap",
+        "-netdev",
+        f"user,id=net0,hostfwd=tcp:{LOCALHOST}:{ssh_port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=net0",
+        "-device",
+        "virtio-rng-pci",
+        "-serial",
+        f"file:{console_log}",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-vga",
+        "none",
+        "-pidfile",
+        pidfile,
+    ]
+    if accel == "kvm":
+        argv += ["-cpu", "host"]
+    return argv
+
+
 def qemu_argv(spec: VmSpec, qemu: str = QEMU_BINARY, daemonize: bool = True) -> list[str]:
     """The QEMU command line of *spec*: boots the overlay through its own boot loader.
 
@@ -149,35 +200,16 @@ def qemu_argv(spec: VmSpec, qemu: str = QEMU_BINARY, daemonize: bool = True) -> 
         qemu,
         "-name",
         f"damon-fleet-{spec.name},process=damon-fleet-{spec.name}",
-        "-machine",
-        "q35",
-        "-accel",
-        spec.accel,
-        "-m",
-        str(spec.memory_mb),
-        "-smp",
-        str(spec.cpus),
-        "-drive",
-        f"file={paths.disk},if=virtio,format=qcow2,discard=unmap",
-        "-netdev",
-        f"user,id=net0,hostfwd=tcp:{LOCALHOST}:{spec.ssh_port}-:22",
-        "-device",
-        "virtio-net-pci,netdev=net0",
-        "-device",
-        "virtio-rng-pci",
-        "-serial",
-        f"file:{paths.console_log}",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-vga",
-        "none",
-        "-pidfile",
-        paths.pidfile,
+        *machine_argv(
+            spec.accel,
+            spec.memory_mb,
+            spec.cpus,
+            paths.disk,
+            spec.ssh_port,
+            paths.console_log,
+            paths.pidfile,
+        ),
     ]
-    if spec.accel == "kvm":
-        argv += ["-cpu", "host"]
     if daemonize:
         argv.append("-daemonize")
     argv += list(spec.extra_args)

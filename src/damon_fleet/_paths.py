@@ -7,6 +7,8 @@ appends ``plugins/module_utils`` to the ``ansible.module_utils`` package path.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import ansible.module_utils
@@ -21,3 +23,13 @@ def register_module_utils() -> None:
     path = str(MODULE_UTILS)
     if path not in ansible.module_utils.__path__:
         ansible.module_utils.__path__.append(path)
+
+
+def runner_envvars() -> dict[str, str]:
+    """Environment of an ansible-runner run: this checkout's ansible.cfg, and PATH with the
+    directory of this Python first, so a virtualenv's ansible-playbook is the one that runs."""
+    here = str(Path(sys.executable).parent)
+    return {
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "PATH": os.pathsep.join([here, os.environ.get("PATH", os.defpath)]),
+    }

@@ -21,7 +21,7 @@ from typing import Any
 
 from ansible.module_utils.lab_qemu import SSH_OPTIONS, format_table, list_vms, vm_status
 
-from damon_fleet._paths import REPO_ROOT
+from damon_fleet._paths import REPO_ROOT, runner_envvars
 
 PLAYBOOK = REPO_ROOT / "playbooks" / "lab.yml"
 DEFAULT_STATE_DIR = REPO_ROOT / ".damon-fleet" / "lab"
@@ -29,12 +29,6 @@ DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
 STATUS_COLUMNS = ("name", "ssh_port", "pid", "state", "accel", "kernel")
 SSH_TIMEOUT = 10.0
 EXIT_BAD_INPUT = 2
-
-
-def _search_path() -> str:
-    """PATH with the directory of this Python first, so a venv's ansible-playbook runs."""
-    here = str(Path(sys.executable).parent)
-    return os.pathsep.join([here, os.environ.get("PATH", os.defpath)])
 
 
 def run_playbook(extravars: dict[str, Any], verbosity: int = 0) -> int:
@@ -47,7 +41,7 @@ def run_playbook(extravars: dict[str, Any], verbosity: int = 0) -> int:
             project_dir=str(REPO_ROOT),
             playbook=str(PLAYBOOK),
             extravars=extravars,
-            envvars={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "PATH": _search_path()},
+            envvars=runner_envvars(),
             verbosity=verbosity or None,
             quiet=False,
         )

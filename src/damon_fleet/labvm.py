@@ -48,10 +48,11 @@ from ansible.module_utils.lab_image import (
     IMAGE_PACKAGES,
     SUITE,
     mirror_from_sources,
+    sha256_of_parts,
 )
-from ansible.module_utils.lab_qemu import SSH_OPTIONS
+from ansible.module_utils.lab_qemu import SSH_OPTIONS, machine_argv
 
-from damon_fleet._paths import REPO_ROOT
+from damon_fleet._paths import REPO_ROOT, runner_envvars
 
 #: Debian packages the host needs for every stage (build, image, boot, ssh).
 APT_PACKAGES: tuple[str, ...] = (
@@ -148,14 +149,6 @@ def _run_logged(
         )
 
 
-def _sha256(parts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------- kernel
 
 
@@ -199,10 +192,9 @@ def build_kernel(cache_dir: Path | None = None) -> Path:
     log.write_text("lab kernel (playbooks/lab-kernel.yml)\n")
     with tempfile.TemporaryDirectory(prefix="lab-kernel-") as tmp:
         result_file = Path(tmp) / "result.json"
-        playbook = Path(sys.executable).with_name("ansible-playbook")
         _run_logged(
             [
-                playbook if playbook.exists() else "ansible-playbook",
+                "ansible-playbook",
                 REPO_ROOT / "playbooks" / "lab-kernel.yml",
                 "-e",
                 f"lab_kernel_result_file={result_file}",
@@ -211,7 +203,7 @@ def build_kernel(cache_dir: Path | None = None) -> Path:
             ],
             log,
             cwd=REPO_ROOT,
-            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg")),
+            env={**os.environ, **runner_envvars()},
         )
         result = json.loads(result_file.read_text())
     images = [str(p) for p in result["packages"] if Path(p).name.startswith("linux-image-")]
@@ -267,7 +259,7 @@ def image_inputs_key() -> str:
         json.dumps(GUEST_FILES, sort_keys=True),
         GUEST_SETUP,
     ]
-    return _sha256(parts)[:20]
+    return str(sha256_of_parts(parts))[:20]
 
 
 def image_dir(cache_dir: Path | None = None) -> Path:
@@ -430,43 +422,19 @@ class LabVm:
 
     # -- lifecycle
     def qemu_command(self) -> list[str]:
-        accel = "kvm" if self.accel == "kvm" else "tcg"
-        cmd = [
+        return [
             "qemu-system-x86_64",
-            "-machine",
-            "q35",
-            "-accel",
-            accel,
-            "-m",
-            str(self.memory_mb),
-            "-smp",
-            str(self.cpus),
-            "-kernel",
-            str(self.kernel),
-            "-append",
-            self.cmdline,
-            "-drive",
-            f"file={self.overlay},if=virtio,format=qcow2,discard=unmap",
-            "-netdev",
-            f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-            "-device",
-            "virtio-net-pci,netdev=net0",
-            "-device",
-            "virtio-rng-pci",
-            "-serial",
-            f"file:{self.console_log}",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-vga",
-            "none",
-            "-pidfile",
-            str(self.pidfile),
+            *machine_argv(
+                "kvm" if self.accel == "kvm" else "tcg",
+                self.memory_mb,
+                self.cpus,
+                str(self.overlay),
+                self.port,
+                str(self.console_log),
+                str(self.pidfile),
+                boot=("-kernel", str(self.kernel), "-append", self.cmdline),
+            ),
         ]
-        if accel == "kvm":
-            cmd += ["-cpu", "host"]
-        return cmd
 
     def start(self) -> None:
         """Create the overlay and launch QEMU (returns once QEMU runs, before SSH is up)."""

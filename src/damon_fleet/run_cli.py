@@ -36,7 +36,7 @@ from typing import Any, TextIO
 import yaml
 
 from damon_fleet import report as report_mod
-from damon_fleet._paths import REPO_ROOT
+from damon_fleet._paths import REPO_ROOT, runner_envvars
 from damon_fleet.progress import COMMAND_STAGES, Progress, shorten
 
 PLAYBOOKS = {
@@ -357,11 +357,6 @@ class RunResult:
     events: list[dict[str, Any]]
 
 
-def _search_path() -> str:
-    here = str(Path(sys.executable).parent)
-    return os.pathsep.join([here, os.environ.get("PATH", os.defpath)])
-
-
 def run_playbook(
     run_dir: Path,
     playbook: Path,
@@ -398,7 +393,7 @@ def run_playbook(
         limit=limit or None,
         extravars=dict(extravars),
         cmdline="--check" if check else None,
-        envvars={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "PATH": _search_path()},
+        envvars=runner_envvars(),
         settings={"pexpect_timeout": 1},
         verbosity=verbosity or None,
         quiet=True,

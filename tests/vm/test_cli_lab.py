@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from ansible.module_utils.lab_qemu import SSH_OPTIONS
+from lab_inventory import lab_ssh
 
 from damon_fleet._paths import REPO_ROOT
 
@@ -60,26 +59,7 @@ class Lab:
         self.records = root / "rollout-state"
 
     def ssh(self, host: str, cmd: str) -> str:
-        group = yaml.safe_load(self.hosts_file.read_text())["all"]["children"]["lab"]
-        hv: dict[str, Any] = {**group["vars"], **group["hosts"][host]}
-        proc = subprocess.run(
-            [
-                "ssh",
-                *SSH_OPTIONS,
-                "-i",
-                hv["ansible_ssh_private_key_file"],
-                "-p",
-                str(hv["ansible_port"]),
-                f"root@{hv['ansible_host']}",
-                cmd,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-            stdin=subprocess.DEVNULL,
-        )
-        return proc.stdout.strip()
+        return lab_ssh(self.hosts_file, host, cmd, timeout=120, check=True).stdout.strip()
 
     def record(self, host: str) -> dict[str, Any]:
         path = self.records / f"{host}.json"

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.module_utils.lab_qemu import SSH_OPTIONS, port_in_use, running_pid
+from ansible.module_utils.lab_qemu import port_in_use, running_pid
+from lab_inventory import lab_hosts, lab_ssh
 
 from damon_fleet._paths import REPO_ROOT
 
@@ -48,30 +49,10 @@ class Fleet:
         self.args = ["--state-dir", str(self.state_dir), "--inventory", str(self.inventory)]
 
     def hosts(self) -> dict[str, dict[str, Any]]:
-        data = yaml.safe_load(self.inventory.read_text())
-        group = data["all"]["children"]["lab"]
-        common = group.get("vars") or {}
-        return {name: {**common, **(hv or {})} for name, hv in (group["hosts"] or {}).items()}
+        return lab_hosts(self.inventory)
 
     def ssh(self, host: str, cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        hv = self.hosts()[host]
-        return subprocess.run(
-            [
-                "ssh",
-                *SSH_OPTIONS,
-                "-i",
-                hv["ansible_ssh_private_key_file"],
-                "-p",
-                str(hv["ansible_port"]),
-                f"root@{hv['ansible_host']}",
-                cmd,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        return lab_ssh(self.inventory, host, cmd, timeout)
 
     def vm_json(self, name: str) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.state_dir / name / "vm.json").read_text())
