@@ -49,6 +49,19 @@ def run_playbook(extravars: dict[str, Any], verbosity: int = 0) -> int:
     return int(rc) if isinstance(rc, int) else 1
 
 
+def _vm_count(text: str) -> int:
+    """``--count``: a whole number of VMs, 0 or more (0 stops them all)."""
+    try:
+        count = int(text, 10)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of VMs (0 or more), got {text!r}"
+        )
+    return count
+
+
 def _common_vars(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "lab_fleet_state_dir": str(Path(args.state_dir).resolve()),
@@ -209,7 +222,7 @@ def add_lab_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         ),
     )
     common(up)
-    up.add_argument("--count", type=int, default=2, help="number of VMs (default: 2)")
+    up.add_argument("--count", type=_vm_count, default=2, help="number of VMs (default: 2)")
     up.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     up.add_argument("--memory", type=int, default=None, metavar="MB", help="memory per VM")
     up.add_argument("--cpus", type=int, default=None, help="vCPUs per VM")

@@ -12,6 +12,16 @@ from damon_fleet import lab_cli
 from damon_fleet.cli import build_parser, main
 
 
+@pytest.mark.parametrize("count", ["-1", "two", "1.5"])
+def test_bad_count_is_refused_before_anything_runs(count, capsys, monkeypatch):
+    monkeypatch.setattr(lab_cli, "run_playbook", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(SystemExit) as info:
+        main(["lab", "up", "--count", count])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--count" in err and repr(count) in err and "0 or more" in err
+
+
 def test_lab_subcommands_are_wired():
     args = build_parser().parse_args(["lab", "up", "--count", "3", "--accel", "tcg"])
     assert args.func is lab_cli.cmd_up
