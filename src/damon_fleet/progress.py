@@ -150,6 +150,12 @@ class HostProgress:
     failed: bool = False
     unreachable: bool = False
     reason: str | None = None
+    message: str | None = None
+    # The phase the host was in before a task that may still be skipped, and the line
+    # announcing the new phase: printed once the task is not skipped (a skipped task,
+    # such as the fallback of a host whose gate passed, is no phase of that host).
+    before: tuple[str | None, str | None, float | None] | None = None
+    pending: str | None = None
 
 
 @dataclass
@@ -235,16 +241,32 @@ class Progress:
         phase = rollout_phase(data) if stage == "rollout" else stage
         if kind == "runner_on_start":
             if (state.stage, state.phase) != (stage, phase):
+                if state.pending is None:
+                    state.before = (state.stage, state.phase, state.since)
                 state.stage, state.phase, state.since = stage, phase, self.now
-                if stage == "rollout" and phase not in (None, "batch"):
-                    lines.append(f"{self._stamp()} {host}: {phase}")
+                state.pending = None
+                # After a failure only the rescue runs (recording, re-raising): no phase.
+                if stage == "rollout" and phase not in (None, "batch") and not state.failed:
+                    state.pending = f"{self._stamp()} {host}: {phase}"
             state.task = str(data.get("task") or "")
             return lines
+        if kind == "runner_on_skipped":
+            if state.pending is not None and state.before is not None:
+                state.stage, state.phase, state.since = state.before
+            state.pending = state.before = None
+            return lines
+        if state.pending is not None:
+            lines.append(state.pending)
+        state.pending = state.before = None
         if kind == "runner_on_ok" and data.get("task_action", "").endswith("debug"):
             lines.extend(self._debug(data))
         if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             reason = result_message(data.get("res"))
+            if state.failed and state.stage == stage and reason == state.message:
+                # A rescue re-raising the failure it caught: said already.
+                return lines
             state.failed = True
+            state.message = reason
             state.unreachable = kind == "runner_on_unreachable"
             state.reason = f"{data.get('task')}: {reason}" if reason else str(data.get("task"))
             if host not in self.failed_hosts:

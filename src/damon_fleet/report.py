@@ -318,7 +318,12 @@ def _host_row(
     info = info or {}
     outcome = _outcome(host, info if info else None, stats, canceled)
     failures = list(info.get("failures") or [])
-    failure = failures[-1] if failures and outcome in ("failed", "unreachable") else None
+    failure = None
+    if failures and outcome in ("failed", "unreachable"):
+        # Where: the first failure (a rescue that records and re-raises fails again in
+        # another task); what: the last message, which a rescue may have made fuller.
+        last = failures[-1]
+        failure = {**failures[0], "msg": last["msg"], "unreachable": last["unreachable"]}
     result = info.get("kernel_install_result") or {}
     phases = (record or {}).get("phases") or {}
     gate_phase = phases.get("gate") or {}

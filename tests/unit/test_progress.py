@@ -1,8 +1,6 @@
-"""Progress from runner events: real localhost captures and a constructed rollout.
-
-tests/fixtures/runner-events/localhost-*.json are REAL events (see their ``_captured``);
-constructed-deploy-rollout.json is CONSTRUCTED in the real events' shape (a rollout cannot
-run in the unit tier).
+"""Progress from REAL runner events (tests/fixtures/runner-events, see their ``_captured``):
+localhost runs of detect/configure/verify, and a deploy on 3 lab VMs whose second batch
+(lab2) failed its gate and fell back.
 """
 
 from __future__ import annotations
@@ -67,7 +65,7 @@ def test_real_interrupted_run_shows_the_host_still_at_work():
     assert progress.bar(200, now=progress.now + 65).endswith("| localhost 01:05")
 
 
-def test_constructed_rollout_batches_phases_and_units():
+def test_rollout_batches_phases_and_one_failure_line():
     progress = Progress(
         stages=("build", "rollout", "detect", "configure", "verify", "report"),
         stage_hosts={
@@ -79,22 +77,26 @@ def test_constructed_rollout_batches_phases_and_units():
     )
     seen = []
     bars = []
-    for event in events("constructed-deploy-rollout.json"):
+    for event in events("lab-deploy-rollout-fallback.json"):
         seen += progress.feed(event)
         if event["event"] == "runner_on_start" and event["event_data"]["host"] == "lab2":
             bars.append(progress.bar(200))
     text = "\n".join(seen)
     assert "build" in seen[0]
-    assert "build: 31.0 s" in text
+    assert "build: 8.8 s (up to date" in text
     assert "batch 1: lab1" in text and "batch 2: lab2" in text
-    assert "batch 1 done in 1170.2 s" in text
-    # lab1 walked through the phases of the rollout records, in order.
+    assert "batch 1 done in 164.6 s" in text
+    # Each host walks through the phases of its rollout record, in order. The tasks it
+    # skips (lab1's fallback, the checks after it) and the rescue that records lab2's
+    # failure and re-raises it are no phases.
     lab1 = [line.split("lab1: ")[1] for line in seen if "] lab1: " in line]
     assert lab1 == ["check", "install", "reboot", "gate", "default"]
     lab2 = [line.split("lab2: ")[1] for line in seen if "] lab2: " in line]
     assert lab2 == ["check", "install", "reboot", "gate", "fallback"]
-    assert any("lab2 FAILED in rollout/fallback: Fail the host" in line for line in seen)
-    # While lab2 worked, batch 2 was shown with lab2's phase, and lab1 counted as done.
+    failed = [line for line in seen if " FAILED " in line]
+    assert len(failed) == 1
+    assert "lab2 FAILED in rollout/fallback: Fail the host (the rollout stops)" in failed[0]
+    # While lab2 rebooted, batch 2 was shown with lab2's phase, and lab1 counted as done.
     assert any("rollout batch 2" in bar and "lab2 reboot" in bar for bar in bars)
     assert progress.done["rollout"] >= {"lab1"}
     assert progress.failed_hosts == ["lab2"]

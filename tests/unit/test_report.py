@@ -1,8 +1,9 @@
-"""The per-host report: real localhost event captures, a constructed rollout + records.
+"""The per-host report from REAL runner events and rollout records.
 
-localhost-*.json are REAL runner events; constructed-deploy-rollout.json is CONSTRUCTED in
-their shape; rollout-records.json holds one real record (lab1) and one constructed from it
-(lab2). Each file's ``_captured`` says which.
+localhost-*.json: runs on the development machine; lab-deploy-rollout-fallback.json and
+lab-rollout-records.json: a deploy on 3 lab VMs where lab1 passed its gate, lab2's trial
+kernel panicked and it fell back, and lab3 was never reached. Each file's ``_captured``
+says how it was made.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from conftest import FIXTURES
 from damon_fleet import report
 
 EVENTS = FIXTURES / "runner-events"
-RELEASE = "6.12.117-lab-perf-events-abi-cdc19e8e"
-BEFORE = "6.12.117-lab-42b6b450"
+RELEASE = "6.12.117-lab-perf-events-abi-0c853a0d"
+BEFORE = "6.12.117-lab-1b9cc979"
 
 
 def events(name):
@@ -23,7 +24,7 @@ def events(name):
 
 
 def records():
-    return json.loads((EVENTS / "rollout-records.json").read_text())["records"]
+    return json.loads((EVENTS / "lab-rollout-records.json").read_text())["records"]
 
 
 def run_info(command, **extra):
@@ -35,7 +36,7 @@ def run_info(command, **extra):
 def deploy_report(hosts=("lab1", "lab2", "lab3")):
     return report.build_report(
         run_info("deploy", status="failed", ansible_rc=2, finished="2026-11-26T10:40:00Z"),
-        events("constructed-deploy-rollout.json"),
+        events("lab-deploy-rollout-fallback.json"),
         records(),
         list(hosts),
     )
@@ -117,10 +118,10 @@ def test_deploy_report_joins_events_and_records():
     assert lab1["kernel"]["status"] == "done" and lab1["kernel"]["batch"] == 1
     assert lab1["gate"]["passed"] is True and len(lab1["gate"]["checks"]) == 4
     assert lab1["phase_seconds"] == {
-        "install": 272.0,
-        "reboot": 854.9,
-        "gate": 7.2,
-        "default": 35.0,
+        "install": 78.1,
+        "reboot": 37.2,
+        "gate": 4.7,
+        "default": 14.7,
     }
     assert lab2["outcome"] == "failed"
     assert lab2["failure"]["stage"] == "rollout" and lab2["failure"]["phase"] == "fallback"
@@ -130,19 +131,17 @@ def test_deploy_report_joins_events_and_records():
     assert lab3["outcome"] == "not_reached" and lab3["kernel"] is None
     assert rep["summary"]["failed"] == ["lab2"] and rep["summary"]["not_reached"] == ["lab3"]
     assert rep["build"]["kernel_release"] == RELEASE and rep["build"]["built"] is False
-    assert rep["build"]["packages"] == [f"linux-image-{RELEASE}.deb"]
-    assert rep["timing"]["build_seconds"] == 31.0
+    assert rep["build"]["packages"][0] == f"linux-image-{RELEASE}_{RELEASE}-1_amd64.deb"
+    assert rep["timing"]["build_seconds"] == 8.8
     assert rep["batches"] == [
-        {"batch": 1, "hosts": ["lab1"], "seconds": 1170.2},
+        {"batch": 1, "hosts": ["lab1"], "seconds": 164.6},
         {"batch": 2, "hosts": ["lab2"], "seconds": None},
     ]
     cells = report.cells(lab2)
-    assert cells["gate"] == "FAILED (release)"
+    assert cells["gate"] == "FAILED (release, layout)"
     assert cells["kernel"] == BEFORE
     assert report.cells(lab1)["kernel"] == f"{BEFORE} -> {RELEASE}"
-    assert report.cells(lab1)["time"].startswith(
-        "install 272s, reboot 855s, gate 7.2s, default 35s"
-    )
+    assert report.cells(lab1)["time"] == "install 78s, reboot 37s, gate 4.7s, default 15s"
 
 
 def test_table_markdown_and_html_renderings():
@@ -150,9 +149,10 @@ def test_table_markdown_and_html_renderings():
     table = report.render_table(rep)
     lines = table.splitlines()
     assert lines[0].startswith("run 20261126T100000Z: damon-fleet deploy on /inv.yml: failed;")
-    assert "build: 6.12.117-lab-perf-events-abi-cdc19e8e (up to date) on localhost" in table
-    assert "batch 1: lab1 in 1170s" in table
-    assert "lab2: gate check release failed: running 6.12.117-lab-42b6b450" in table
+    assert f"build: {RELEASE} (up to date) on localhost" in table
+    assert "batch 1: lab1 in 165s" in table
+    assert f"lab2: gate check release failed: running {BEFORE}, expected {RELEASE}" in table
+    assert "lab2: gate check layout failed: DAMON sysfs layout mainline, expected rfc-v3" in table
     markdown = report.render_markdown(rep)
     table_rows = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert len(table_rows) == 1 + 3  # header + one row per host
@@ -166,7 +166,7 @@ def test_table_markdown_and_html_renderings():
 
 
 def test_events_of_a_host_outside_the_target_list_show_only_when_it_failed():
-    evs = events("constructed-deploy-rollout.json")
+    evs = events("lab-deploy-rollout-fallback.json")
     rep = report.build_report(run_info("deploy"), evs, [], ["lab1"])
     assert [r["host"] for r in rep["hosts"]] == ["lab1", "lab2"]
 

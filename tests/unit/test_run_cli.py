@@ -1,6 +1,6 @@
 """``damon-fleet deploy|detect|configure|verify|report|status``: inputs, run directories,
 exit codes, resume. ansible-runner is replaced by a stub that replays event fixtures (REAL
-localhost captures, or the CONSTRUCTED rollout; see each file's ``_captured``)."""
+localhost captures and a lab rollout; see each file's ``_captured``)."""
 
 from __future__ import annotations
 
@@ -163,10 +163,10 @@ def test_failed_host_exits_1_and_is_listed_on_stderr(tmp_path, inventory, replay
 
 def test_deploy_failure_lists_failed_and_unreached_hosts(tmp_path, inventory, replay, capsys):
     plan, _ = replay
-    plan.update(events=events("constructed-deploy-rollout.json"), status="failed", rc=2)
+    plan.update(events=events("lab-deploy-rollout-fallback.json"), status="failed", rc=2)
     state = tmp_path / "state"
     state.mkdir()
-    for record in json.loads((EVENTS / "rollout-records.json").read_text())["records"]:
+    for record in json.loads((EVENTS / "lab-rollout-records.json").read_text())["records"]:
         (state / f"{record['host']}.json").write_text(json.dumps(record))
     rc = main(
         [
@@ -187,7 +187,7 @@ def test_deploy_failure_lists_failed_and_unreached_hosts(tmp_path, inventory, re
     assert "  lab3: not reached (the run stopped before it)" in err
     report = json.loads(next((tmp_path / "runs").glob("*/report.json")).read_text())
     rows = {r["host"]: r for r in report["hosts"]}
-    assert rows["lab1"]["kernel"]["after"] == "6.12.117-lab-perf-events-abi-cdc19e8e"
+    assert rows["lab1"]["kernel"]["after"] == "6.12.117-lab-perf-events-abi-0c853a0d"
     assert rows["lab1"]["gate"]["passed"] is True
 
 
