@@ -32,11 +32,18 @@ finished this build.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
+import fcntl
 import json
+import math
+import os
 import re
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 FORMAT = 1
@@ -63,27 +70,59 @@ TOP_KEYS = (
     "batch",
     "error",
 )
+TEXT_KEYS = (
+    "inputs_hash",
+    "kernel_release",
+    "series",
+    "layout",
+    "kernel_before",
+    "kernel_after",
+    "error",
+)
 HOST_NAME = re.compile(r"[A-Za-z0-9_.:@-]+")
+ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+#: A record is a few kilobytes; anything much larger is not one.
+MAX_RECORD_BYTES = 1 << 20
+#: What to do about a record that cannot be used (said with every such error).
+FIX = "move the file aside or delete it (the host's next rollout then starts a new record)"
 
 
 class StateError(ValueError):
-    """A record or request that cannot be used; the message says why."""
+    """A record or request that cannot be used; the message says why.
+
+    ``path`` is the record's file when the problem is in one, ``problem`` the message
+    without the file.
+    """
+
+    def __init__(self, problem: str, path: str | None = None) -> None:
+        super().__init__(f"rollout record {path}: {problem}" if path else problem)
+        self.problem = problem
+        self.path = path
 
 
 def iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
-def parse_iso(text: str) -> float:
+def parse_iso(text: object) -> float:
+    """Seconds since the epoch of an :func:`iso` time; ValueError for anything else."""
     import calendar
 
-    return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+    if not isinstance(text, str) or not ISO_TIME.fullmatch(text):
+        raise ValueError(f"{_short(text)} is not a UTC time like 2026-01-31T12:00:00Z")
+    try:
+        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError as exc:
+        raise ValueError(f"{_short(text)} is not a UTC time like 2026-01-31T12:00:00Z") from exc
 
 
 def file_name(host: str) -> str:
     """The record's file name; refuses names that would leave the state directory."""
-    if not HOST_NAME.fullmatch(host) or host in (".", ".."):
-        raise StateError(f"host name {host!r} cannot name a state file")
+    if not isinstance(host, str) or not HOST_NAME.fullmatch(host) or host in (".", ".."):
+        raise StateError(
+            f"host name {_short(host)} cannot name a state file "
+            "(letters, digits and _ . : @ - only)"
+        )
     return f"{host}.json"
 
 
@@ -105,23 +144,162 @@ def new_record(host: str) -> dict[str, Any]:
     }
 
 
-def parse(text: str, host: str) -> dict[str, Any]:
-    """A record from its JSON text; a bad or foreign file is an error naming the problem."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise StateError(f"state file of {host} is not JSON: {exc}") from exc
+# --------------------------------------------------------------------------- validation
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr`` of *value*, cut to *limit* characters (an error never quotes a whole file)."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return _cut(repr(value), limit)
+
+
+def _check_top(key: str, value: object) -> str | None:
+    """What is wrong with the top-level *key* = *value*, or None."""
+    if key in TEXT_KEYS:
+        if value is not None and not isinstance(value, str):
+            return f"{_short(value)} is not a string or null"
+    elif key == "status":
+        if value not in STATUSES:
+            return f"{_short(value)} is not one of {', '.join(STATUSES)}"
+    elif key == "batch":
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"{_short(value)} is not an integer or null"
+    elif key == "updated_at" and value is not None:
+        try:
+            parse_iso(value)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def _check_phase(name: str, entry: object) -> tuple[str, str] | None:
+    """(field, problem) of the first thing wrong with phase *name*, or None."""
+    field = f"phases.{name}"
+    if name not in PHASES:
+        return field, f"unknown phase; known: {', '.join(PHASES)}"
+    if not isinstance(entry, dict):
+        return field, f"{_short(entry)} is not an object"
+    for stamp in ("started", "finished"):
+        if stamp in entry:
+            try:
+                parse_iso(entry[stamp])
+            except ValueError as exc:
+                return f"{field}.{stamp}", str(exc)
+    seconds = entry.get("seconds")
+    if seconds is not None and (
+        not isinstance(seconds, (int, float))
+        or isinstance(seconds, bool)
+        or not math.isfinite(seconds)
+    ):
+        return f"{field}.seconds", f"{_short(seconds)} is not a number of seconds"
+    if "passed" in entry and entry["passed"] is not None and not isinstance(entry["passed"], bool):
+        return f"{field}.passed", f"{_short(entry['passed'])} is not true, false or null"
+    if "checks" in entry:
+        checks = entry["checks"]
+        if checks is None:
+            return None
+        if not isinstance(checks, list):
+            return f"{field}.checks", f"{_short(checks)} is not a list"
+        for index, check in enumerate(checks):
+            where = f"{field}.checks[{index}]"
+            if not isinstance(check, dict):
+                return where, f"{_short(check)} is not an object"
+            if not isinstance(check.get("name"), str):
+                return f"{where}.name", f"{_short(check.get('name'))} is not a string"
+            if not isinstance(check.get("ok"), bool):
+                return f"{where}.ok", f"{_short(check.get('ok'))} is not true or false"
+    return None
+
+
+def _problem(data: object, host: str, nested: bool = False) -> tuple[str, str] | None:
+    """(field, problem) of the first thing wrong with record *data* of *host*, or None."""
     if not isinstance(data, dict):
-        raise StateError(f"state file of {host} is not a JSON object")
+        return "", f"{_short(data)} is not a JSON object"
     if data.get("format") != FORMAT:
-        raise StateError(f"state file of {host} has format {data.get('format')!r}, not {FORMAT}")
+        return "format", f"{_short(data.get('format'))} is not {FORMAT}"
     if data.get("host") != host:
-        raise StateError(f"state file of {host} belongs to {data.get('host')!r}")
+        return "host", f"the record belongs to {_short(data.get('host'))}, not {host}"
+    known = set(new_record(host)) | (set() if nested else {"previous"})
+    unknown = sorted(str(k) for k in set(data) - known)
+    if unknown:
+        return unknown[0], f"unknown key; known: {', '.join(sorted(known))}"
+    for key in (*TOP_KEYS, "updated_at"):
+        if key in data:
+            problem = _check_top(key, data[key])
+            if problem:
+                return key, problem
+    phases = data.get("phases", {})
+    if not isinstance(phases, dict):
+        return "phases", f"{_short(phases)} is not an object"
+    for name, entry in phases.items():
+        found = _check_phase(str(name), entry)
+        if found:
+            return found
+    if "previous" in data:
+        found = _problem(data["previous"], host, nested=True)
+        if found:
+            field, problem = found
+            return ("previous." + field if field else "previous"), problem
+    return None
+
+
+def validate(data: object, host: str, source: str | None = None) -> dict[str, Any]:
+    """*data* (a decoded record of *host*) checked whole, with the defaults filled in.
+
+    StateError names *source* (the file) and the field: ``phases.gate.checks[0].ok``.
+    """
+    found = _problem(data, host)
+    if found:
+        field, problem = found
+        raise StateError(f"{field}: {problem}" if field else problem, source or f"of {host}")
+    assert isinstance(data, dict)
     record = new_record(host)
     record.update(data)
-    if not isinstance(record["phases"], dict):
-        raise StateError(f"state file of {host}: phases is not an object")
     return record
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {_short(key)}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse(text: str | bytes, host: str, source: str | None = None) -> dict[str, Any]:
+    """A record from its JSON text (or bytes); never raises anything but StateError.
+
+    A bad or foreign file is an error naming *source* (the file; ``of <host>`` when not
+    given), the field and the problem. Every key is checked, so a record that parses is
+    safe for :func:`update`, :func:`is_done` and :func:`summary_rows`.
+    """
+    where = source or f"of {host}"
+    if len(text) > MAX_RECORD_BYTES:
+        raise StateError(f"larger than {MAX_RECORD_BYTES} bytes: not a record", where)
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StateError(f"not UTF-8 text (bad byte at offset {exc.start})", where) from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except RecursionError:
+        raise StateError("not JSON: nested too deeply", where) from None
+    except ValueError as exc:
+        raise StateError(f"not JSON: {_cut(str(exc), 120)}", where) from None
+    return validate(data, host, where)
 
 
 def render(record: Mapping[str, Any]) -> str:
@@ -145,6 +323,9 @@ def update(
 ) -> tuple[dict[str, Any], bool]:
     """``record`` with ``values`` and a phase event applied; (new record, changed).
 
+    Every value is checked as :func:`parse` checks a file, so what this returns parses
+    again; a bad request or record is a StateError.
+
     ``values`` sets top-level keys (:data:`TOP_KEYS`). A different ``inputs_hash`` starts a
     new record. ``phase`` + ``event=start`` stamps ``started`` (and clears an earlier
     finish); ``event=finish`` stamps ``finished`` and ``seconds``; ``result`` is merged
@@ -155,13 +336,19 @@ def update(
     if unknown:
         raise StateError(f"unknown record keys {unknown}; known: {', '.join(TOP_KEYS)}")
     if "status" in values and values["status"] not in STATUSES:
-        raise StateError(f"unknown status {values['status']!r}; known: {', '.join(STATUSES)}")
+        raise StateError(f"unknown status {_short(values['status'])}; known: {', '.join(STATUSES)}")
+    for key, value in values.items():
+        problem = _check_top(key, value)
+        if problem:
+            raise StateError(f"values.{key}: {problem}")
     if phase is not None and phase not in PHASES:
-        raise StateError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
+        raise StateError(f"unknown phase {_short(phase)}; known: {', '.join(PHASES)}")
     if event is not None and event not in EVENTS:
-        raise StateError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+        raise StateError(f"unknown event {_short(event)}; known: {', '.join(EVENTS)}")
     if (event is not None or result) and phase is None:
         raise StateError("an event or a result needs a phase")
+    if record is not None:
+        validate(dict(record), host)
 
     old = copy.deepcopy(dict(record)) if record is not None else None
     new = copy.deepcopy(old) if old is not None else new_record(host)
@@ -183,6 +370,9 @@ def update(
                 entry["seconds"] = round(now - parse_iso(entry["started"]), 1)
         if result:
             entry.update(copy.deepcopy(dict(result)))
+        found = _check_phase(phase, entry)
+        if found:
+            raise StateError(f"result: {found[0]}: {found[1]}")
         phases[phase] = entry
     changed = old is None or _comparable(old) != _comparable(new)
     if changed:
@@ -256,3 +446,174 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         if row.get("error"):
             lines.append(f"  error: {row['error']}")
     return lines
+
+
+# --------------------------------------------------------------------- files on the controller
+# The I/O adapters the module and the CLI share: read one record, scan a directory, and a
+# locked, atomic read-modify-write. Records are 0600 files in a 0700 directory.
+
+
+def record_path(state_dir: Path, host: str) -> Path:
+    return Path(state_dir) / file_name(host)
+
+
+def read_record(path: Path, host: str) -> tuple[dict[str, Any] | None, str]:
+    """(record, its text) of *path*; (None, "") when there is no file.
+
+    Anything wrong with the file, including that it cannot be read, is a StateError naming
+    it.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RECORD_BYTES + 1)
+    except FileNotFoundError:
+        return None, ""
+    except OSError as exc:
+        raise StateError(f"cannot read: {exc.strerror or exc}", str(path)) from None
+    record = parse(data, host, str(path))
+    return record, data.decode("utf-8")
+
+
+def scan(
+    state_dir: Path, hosts: Sequence[str] | None
+) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """The records of *state_dir* (of *hosts* when given, else all), sorted by host, and
+    (file, problem) for each file that is not a usable record.
+
+    Never raises for what is on disk: a missing directory has no records; a directory that
+    cannot be listed is one bad entry naming it. Hidden files (locks, temporary files) are
+    not records.
+    """
+    state_dir = Path(state_dir)
+    wanted = None if hosts is None else {str(h) for h in hosts}
+    try:
+        names = sorted(os.listdir(state_dir))
+    except FileNotFoundError:
+        return [], []
+    except NotADirectoryError:
+        return [], [(state_dir, "not a directory")]
+    except OSError as exc:
+        return [], [(state_dir, f"cannot list: {exc.strerror or exc}")]
+    records: list[dict[str, Any]] = []
+    bad: list[tuple[Path, str]] = []
+    for name in names:
+        if name.startswith(".") or not name.endswith(".json"):
+            continue
+        host = name[: -len(".json")]
+        if wanted is not None and host not in wanted:
+            continue
+        path = state_dir / name
+        try:
+            file_name(host)
+            record, _ = read_record(path, host)
+        except StateError as exc:
+            problem = exc.problem if exc.path else f"not a record file name: {exc}"
+            bad.append((path, problem))
+            continue
+        if record is not None:
+            records.append(record)
+    return records, bad
+
+
+def ensure_dir(state_dir: Path) -> None:
+    """Create *state_dir* 0700 when missing (an existing directory is left as it is)."""
+    state_dir = Path(state_dir)
+    if state_dir.is_dir():
+        return
+    state_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        state_dir.mkdir(mode=0o700)
+    except FileExistsError:
+        if not state_dir.is_dir():
+            raise
+        return
+    os.chmod(state_dir, 0o700)
+
+
+#: How long an update waits for another one of the same host's record.
+LOCK_WAIT = 120.0
+
+
+@contextlib.contextmanager
+def locked(state_dir: Path, host: str, wait: float = LOCK_WAIT) -> Iterator[Path]:
+    """Hold the lock of *host*'s record (``.<host>.lock``, ``fcntl.flock``) for a
+    read-modify-write; a StateError when another holder keeps it for *wait* seconds."""
+    lock = Path(state_dir) / f".{file_name(host)[: -len('.json')]}.lock"
+    ensure_dir(Path(state_dir))
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() > deadline:
+                raise StateError(f"another update held {lock} for {wait:g} s; is one stuck?")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        yield lock
+    finally:
+        os.close(fd)
+
+
+def write_record(path: Path, text: str) -> None:
+    """Replace *path* with *text* atomically: a 0600 temporary file, fsync, rename."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".rollout.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def apply(
+    state_dir: Path,
+    host: str,
+    now: float | None = None,
+    values: Mapping[str, Any] | None = None,
+    phase: str | None = None,
+    event: str | None = None,
+    result: Mapping[str, Any] | None = None,
+    write: bool = True,
+) -> tuple[dict[str, Any] | None, str, dict[str, Any], bool]:
+    """:func:`update` of *host*'s record on disk: (old, old text, new, changed).
+
+    With *write*, the read, the update and the write happen under :func:`locked`, so
+    concurrent updates of one record are never lost; without it (check mode) nothing is
+    written, not even the lock file.
+    """
+    path = record_path(state_dir, host)
+    guard: contextlib.AbstractContextManager[object] = (
+        locked(state_dir, host) if write else contextlib.nullcontext()
+    )
+    with guard:
+        old, old_text = read_record(path, host)
+        new, changed = update(
+            old,
+            host,
+            time.time() if now is None else now,
+            values=values,
+            phase=phase,
+            event=event,
+            result=result,
+        )
+        if changed and write:
+            write_record(path, render(new))
+    return old, old_text, new, changed

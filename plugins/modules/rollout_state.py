@@ -135,62 +135,23 @@ lines:
   elements: str
 """
 
-import os
-import tempfile
-import time
+from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.rollout_state import (
+    FIX,
+    PHASES,
     StateError,
-    file_name,
+    apply,
     format_table,
     is_done,
-    parse,
+    read_record,
+    record_path,
     render,
+    scan,
     summary_rows,
-    update,
 )
-
-
-def _read(path: str, host: str) -> tuple[dict[str, Any] | None, str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return None, ""
-    return parse(text, host), text
-
-
-def _write(path: str, text: str) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".rollout.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _list(state_dir: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    if not os.path.isdir(state_dir):
-        return records
-    for name in sorted(os.listdir(state_dir)):
-        if not name.endswith(".json") or name.startswith("."):
-            continue
-        host = name[: -len(".json")]
-        record, _ = _read(os.path.join(state_dir, name), host)
-        if record is not None:
-            records.append(record)
-    return records
 
 
 def main() -> None:
@@ -200,10 +161,7 @@ def main() -> None:
             "host": {"type": "str"},
             "state": {"type": "str", "choices": ["present", "query", "list"], "default": "present"},
             "values": {"type": "dict", "default": {}},
-            "phase": {
-                "type": "str",
-                "choices": ["install", "reboot", "gate", "default", "fallback"],
-            },
+            "phase": {"type": "str", "choices": list(PHASES)},
             "event": {"type": "str", "choices": ["start", "finish"]},
             "result": {"type": "dict", "default": {}},
             "inputs_hash": {"type": "str"},
@@ -213,42 +171,49 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    state_dir = params["state_dir"]
+    state_dir = Path(params["state_dir"])
+    if params["state"] == "list":
+        records, bad = scan(state_dir, None)
+        rows = summary_rows(records)
+        listed: dict[str, Any] = {
+            "records": records,
+            "rows": rows,
+            "lines": format_table(rows),
+            "bad_records": [{"path": str(path), "problem": problem} for path, problem in bad],
+        }
+        if bad:
+            names = "; ".join(f"{path}: {problem}" for path, problem in bad)
+            module.fail_json(msg=f"rollout state: bad records: {names}; {FIX}", **listed)
+        module.exit_json(changed=False, **listed)
+    host = params["host"]
     try:
-        if params["state"] == "list":
-            records = _list(state_dir)
-            rows = summary_rows(records)
-            module.exit_json(changed=False, records=records, rows=rows, lines=format_table(rows))
-        host = params["host"]
-        path = os.path.join(state_dir, file_name(host))
-        old, old_text = _read(path, host)
+        path = record_path(state_dir, host)
         if params["state"] == "query":
-            done = is_done(old, params["inputs_hash"] or "", params["kernel_release"] or "")
-            module.exit_json(changed=False, record=old, done=done, path=path)
-        new, changed = update(
-            old,
+            record, _ = read_record(path, host)
+            done = is_done(record, params["inputs_hash"] or "", params["kernel_release"] or "")
+            module.exit_json(changed=False, record=record, done=done, path=str(path))
+        _old, old_text, new, changed = apply(
+            state_dir,
             host,
-            time.time(),
             values=params["values"],
             phase=params["phase"],
             event=params["event"],
             result=params["result"],
+            write=not module.check_mode,
         )
-    except (StateError, OSError) as exc:
-        module.fail_json(msg=f"rollout state: {exc}")
-    text = render(new)
-    if changed and not module.check_mode:
-        try:
-            _write(path, text)
-        except OSError as exc:
-            module.fail_json(msg=f"rollout state: cannot write {path}: {exc}")
-    out: dict[str, Any] = {"changed": changed, "record": new, "path": path}
+    except StateError as exc:
+        hint = f"; {FIX}" if exc.path else ""
+        module.fail_json(msg=f"rollout state: {exc}{hint}")
+    except OSError as exc:
+        where = exc.filename or state_dir
+        module.fail_json(msg=f"rollout state: cannot write {where}: {exc.strerror or exc}")
+    out: dict[str, Any] = {"changed": changed, "record": new, "path": str(path)}
     if module._diff and changed:
         out["diff"] = {
             "before": old_text,
-            "after": text,
-            "before_header": path,
-            "after_header": path,
+            "after": render(new),
+            "before_header": str(path),
+            "after_header": str(path),
         }
     module.exit_json(**out)
 

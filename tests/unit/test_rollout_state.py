@@ -22,6 +22,7 @@ from ansible.module_utils.rollout_state import (
     is_done,
     parse,
     render,
+    scan,
     summary_rows,
     update,
 )
@@ -151,7 +152,9 @@ def test_module_writes_atomically_and_reports_changes(tmp_path: Path) -> None:
     assert first["changed"] and "diff" in first
     path = tmp_path / "state" / "lab1.json"
     assert json.loads(path.read_text())["status"] == "done"
-    assert [p.name for p in path.parent.iterdir()] == ["lab1.json"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [".lab1.lock", "lab1.json"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
     second = state(tmp_path, host="lab1", values={"status": "done"})
     assert not second["changed"]
     query = state(tmp_path, host="lab1", state="query", inputs_hash=HASH, kernel_release=NEW)
@@ -240,3 +243,26 @@ def test_kernel_log_detail_lists_the_lines() -> None:
     checks = evaluate(observed(kernel_log=SPLAT), NEW, None, None)
     detail = next(c.detail for c in checks if c.name == "kernel_log")
     assert "WARNING: CPU: 0" in detail and "Oops: 0000" in detail
+
+
+# ------------------------------------------------------------------- scan (for the CLI)
+
+
+def test_scan_returns_good_records_and_names_bad_files(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "lab1.json").write_text(render(full_record()))
+    (state_dir / "lab2.json").write_bytes(b'{"format": 1, "host": "lab2", "error": "\xff"}')
+    (state_dir / ".lab1.lock").write_text("")
+    (state_dir / "notes.txt").write_text("not a record")
+    records, bad = scan(state_dir, None)
+    assert [r["host"] for r in records] == ["lab1"]
+    assert bad == [(state_dir / "lab2.json", "not UTF-8 text (bad byte at offset 40)")]
+    assert scan(state_dir, ["lab1"]) == (records, [])
+    assert scan(state_dir, ["lab3"]) == ([], [])
+
+
+def test_scan_of_a_missing_dir_or_a_file(tmp_path: Path) -> None:
+    assert scan(tmp_path / "none", None) == ([], [])
+    (tmp_path / "file").write_text("x")
+    assert scan(tmp_path / "file", None) == ([], [(tmp_path / "file", "not a directory")])
