@@ -12,7 +12,11 @@ anything that needs a tool (``git patch-id``) comes in as a callable.  Used by t
 * a ``.config`` against required options: :func:`parse_kconfig`, :func:`dropped_options`;
 * inputs hash and ``LOCALVERSION``: :func:`inputs_hash`, :func:`localversion`;
 * the build manifest (JSON): :func:`new_build_manifest`, :func:`build_is_current`,
-  :func:`render_build_manifest`, :func:`parse_build_manifest`.
+  :func:`render_build_manifest`, :func:`parse_build_manifest`;
+* values that reach git, make, b4 or a path (URLs, refs, make targets, series names):
+  :func:`check_git_url`, :func:`check_git_ref`, :func:`check_make_target`,
+  :func:`check_series_name`, :func:`check_arch`, :func:`check_package_name`,
+  :func:`check_config_line`.
 """
 
 from __future__ import annotations
@@ -39,9 +43,26 @@ MAX_NAME_LEN = 40
 
 HEX40 = re.compile(r"[0-9a-f]{40}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
-MESSAGE_ID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
+# A bare Message-ID (RFC 5322 msg-id without the angle brackets): never an option.
+MESSAGE_ID = re.compile(r"[A-Za-z0-9][!#$%&'*+/=?^_`{|}~.A-Za-z0-9-]*@[A-Za-z0-9][A-Za-z0-9.-]*")
 OPTION = re.compile(r"CONFIG_[A-Z0-9_]+")
 SERIES_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+# Git URLs: a scheme git runs no command for, or an absolute path, or scp-like
+# user@host:path. Never a leading "-" (git would read an option such as --upload-pack).
+GIT_URL = re.compile(
+    r"(?:(?:https?|git|ssh|file)://[A-Za-z0-9._~%!$&'()*+,;=:@/\[\]-]+"
+    r"|/[A-Za-z0-9._~%+,=:@/-]*"
+    r"|[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:[A-Za-z0-9._~%+,=@/-]+)"
+)
+# A branch, tag or commit name (git check-ref-format, simplified): no leading "-" or ".".
+GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]*")
+# A make target of the kernel (defconfig, tinyconfig, kvm_guest.config, ...): no "=" (a
+# variable), no leading "-" (an option such as --eval).
+MAKE_TARGET = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
+ARCH = re.compile(r"[a-z0-9_]+")
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]+")
+CONFIG_LINE = re.compile(r"(CONFIG_[A-Za-z0-9_]+=[^$`\\\n]*|# CONFIG_[A-Za-z0-9_]+ is not set)")
+MAX_VALUE_LEN = 4096
 
 Exists = Callable[[str], bool]
 PatchIds = Callable[[bytes], list[str]]
@@ -53,6 +74,100 @@ class SeriesError(ValueError):
     def __init__(self, message: str, errors: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.errors = list(errors) or [message]
+
+
+# --------------------------------------------------------------------------- hostile values
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to *limit* characters: an error never quotes a huge input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _refuse(name: str, value: object, accepted: str) -> SeriesError:
+    return SeriesError(f"{name}: {shown(value)} is not accepted ({accepted})")
+
+
+def _check(name: str, value: object, pattern: re.Pattern[str], accepted: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_VALUE_LEN or not pattern.fullmatch(value):
+        raise _refuse(name, value, accepted)
+    return value
+
+
+def check_git_url(name: str, value: object) -> str:
+    """A git URL git runs no command for; raises :class:`SeriesError` naming *name*."""
+    return _check(
+        name,
+        value,
+        GIT_URL,
+        "an https://, http://, git://, ssh:// or file:// URL, an absolute path or "
+        "user@host:path; never a leading '-'",
+    )
+
+
+def check_git_ref(name: str, value: object) -> str:
+    """A branch, tag or commit name (never an option, never a range)."""
+    accepted = (
+        "a branch, tag or commit: letters, digits, '.', '_', '/', '+', '-'; "
+        "no leading '-' or '.', no '..'"
+    )
+    _check(name, value, GIT_REF, accepted)
+    assert isinstance(value, str)
+    if ".." in value or value.endswith((".lock", "/", ".")):
+        raise _refuse(name, value, accepted)
+    return value
+
+
+def check_make_target(name: str, value: object) -> str:
+    """A make target such as ``defconfig`` or ``kvm_guest.config`` (not an option or variable)."""
+    return _check(
+        name, value, MAKE_TARGET, "a make target: letters, digits, '_', '.', '-'; no leading '-'"
+    )
+
+
+def check_series_name(name: str, value: object) -> str:
+    """A series folder name under kernel-patches/ (or ``none``): one path component."""
+    if value == NO_SERIES:
+        return NO_SERIES
+    if isinstance(value, str) and len(value) > MAX_NAME_LEN:
+        raise _refuse(name, value, f"at most {MAX_NAME_LEN} characters")
+    return _check(
+        name,
+        value,
+        SERIES_NAME,
+        f"a folder name of kernel-patches/: lower-case letters, digits, '.', '+', '-', "
+        f"starting with a letter or digit (no '/'), or {NO_SERIES!r}",
+    )
+
+
+def check_arch(name: str, value: object) -> str:
+    """ARCH= for make (x86_64, arm64, ...), or empty."""
+    if value == "":
+        return ""
+    return _check(name, value, ARCH, "a kernel architecture: lower-case letters, digits, '_'")
+
+
+def check_package_name(name: str, value: object) -> str:
+    """A Debian package name (``linux-source-6.12``), or empty."""
+    if value == "":
+        return ""
+    return _check(
+        name,
+        value,
+        PACKAGE_NAME,
+        "a Debian package name: lower-case letters, digits, '.', '+', '-'",
+    )
+
+
+def check_config_line(name: str, value: object) -> str:
+    """A line of a config fragment: ``CONFIG_X=value`` or ``# CONFIG_X is not set``."""
+    return _check(
+        name,
+        value,
+        CONFIG_LINE,
+        "CONFIG_NAME=value (no '$', '`' or '\\') or '# CONFIG_NAME is not set', one line",
+    )
 
 
 # --------------------------------------------------------------------------- manifest
@@ -190,6 +305,7 @@ def validate_manifest(
             commit = base.get("commit")
             if btype == "git" and isinstance(commit, str) and not HEX40.fullmatch(commit):
                 errors.append(f"base.commit: {commit!r} is not accepted (40 hex digits or null)")
+            errors += _check_base_values(base, btype)
 
     patches = manifest.get("patches", [])
     if "patches" in manifest and not patches:
@@ -219,6 +335,43 @@ def validate_manifest(
         fragment = config.get("fragment")
         if isinstance(fragment, str) and exists is not None and not exists(fragment):
             errors.append(f"config.fragment: {fragment} does not exist")
+    for key, section in (
+        ("source.path", source),
+        ("source.cover", source),
+        ("config.fragment", config),
+    ):
+        value = section.get(key.split(".")[1]) if isinstance(section, dict) else None
+        if isinstance(value, str) and not _inside(value):
+            errors.append(
+                f"{key}: {shown(value)} is not accepted (a relative path inside the series "
+                "folder: no leading '/' or '-', no '..')"
+            )
+    return errors
+
+
+def _inside(path: str) -> bool:
+    """Whether *path* is a relative path that stays inside its folder."""
+    parts = path.split("/")
+    return bool(path) and not path.startswith(("/", "-")) and ".." not in parts and "\n" not in path
+
+
+def _check_base_values(base: dict[str, Any], btype: str) -> list[str]:
+    """The base values that reach git, apt, dpkg-query or tar as arguments."""
+    checks: list[tuple[str, Callable[[str, object], str]]] = (
+        [("url", check_git_url), ("branch", check_git_ref)]
+        if btype == "git"
+        else [("package", check_package_name)]
+    )
+    errors = []
+    for key, check in checks:
+        if isinstance(base.get(key), str):
+            try:
+                check(f"base.{key}", base[key])
+            except SeriesError as exc:
+                errors.append(str(exc))
+    tarball = base.get("tarball")
+    if btype == "debian-package" and isinstance(tarball, str) and not tarball.startswith("/"):
+        errors.append(f"base.tarball: {shown(tarball)} is not accepted (an absolute path)")
     return errors
 
 
@@ -227,8 +380,9 @@ def _check_source(source: dict[str, Any], stype: str, exists: Exists | None) -> 
     if stype == "b4":
         if not MESSAGE_ID.fullmatch(str(source.get("message_id"))):
             errors.append(
-                f"source.message_id: {source.get('message_id')!r} is not accepted "
-                "(a bare Message-ID, no angle brackets)"
+                f"source.message_id: {shown(source.get('message_id'))} is not accepted "
+                "(a bare Message-ID, local@domain, starting with a letter or digit, "
+                "no angle brackets)"
             )
         previous = source.get("previous", [])
         for i, prev in enumerate(previous if isinstance(previous, list) else []):
@@ -558,6 +712,9 @@ def render_build_manifest(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 
 
+_PACKAGE_FILE = re.compile(r"[A-Za-z0-9_+~][A-Za-z0-9._+~-]*")
+
+
 def parse_build_manifest(text: str) -> dict[str, Any]:
     """Parse a build manifest; raise :class:`SeriesError` when it is not one."""
     try:
@@ -569,6 +726,23 @@ def parse_build_manifest(text: str) -> dict[str, Any]:
     for key in ("inputs_hash", "packages", "kernel_release"):
         if key not in data:
             raise SeriesError(f"build manifest: missing key {key!r}")
+    for key in ("inputs_hash", "kernel_release", "localversion"):
+        if key in data and not isinstance(data[key], str):
+            raise SeriesError(f"build manifest: {key} is {type(data[key]).__name__}, not a string")
+    packages = data["packages"]
+    if not isinstance(packages, list):
+        raise SeriesError(f"build manifest: packages is {type(packages).__name__}, not a list")
+    for i, package in enumerate(packages):
+        if not isinstance(package, dict):
+            raise SeriesError(f"build manifest: packages[{i}] is not a mapping")
+        name = package.get("file")
+        # A package is a file of the build folder: a plain name, never a path.
+        if not isinstance(name, str) or not _PACKAGE_FILE.fullmatch(name):
+            raise SeriesError(
+                f"build manifest: packages[{i}].file is {shown(name)}, not a file name"
+            )
+        if not isinstance(package.get("sha256"), str):
+            raise SeriesError(f"build manifest: packages[{i}].sha256 is not a string")
     return data
 
 

@@ -182,16 +182,22 @@ def _sha256_file(path: str) -> str | None:
     return digest.hexdigest()
 
 
-def _read_manifest(path: str) -> tuple[dict[str, Any] | None, str | None]:
+def _read_manifest(path: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """(manifest, text, why it is corrupt): a corrupt cache entry is rebuilt, not fatal."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError:
-        return None, None
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return None, None, None
+    except OSError as exc:
+        return None, None, f"cannot read it: {exc.strerror}"
+    text = raw.decode("utf-8", errors="replace")
     try:
-        return parse_build_manifest(text), text
-    except SeriesError:
-        return None, text
+        return parse_build_manifest(text), text, None
+    except SeriesError as exc:
+        return None, text, str(exc)
+    except RecursionError:
+        return None, text, "build manifest: nested too deeply"
 
 
 def main() -> None:
@@ -228,10 +234,13 @@ def main() -> None:
         module.fail_json(msg=f"cannot hash the build inputs: {exc}")
     build_dir = os.path.join(params["builds_dir"], digest[:16])
     manifest_path = os.path.join(build_dir, "manifest.json")
-    old, old_text = _read_manifest(manifest_path)
+    old, old_text, corrupt = _read_manifest(manifest_path)
     current, reason = build_is_current(
         old, digest, lambda name: _sha256_file(os.path.join(build_dir, name))
     )
+    if corrupt is not None:
+        reason = f"the cached build manifest {manifest_path} is corrupt ({corrupt}): rebuilding"
+        module.warn(reason)
     result: dict[str, Any] = {
         "inputs_hash": digest,
         "localversion": version,

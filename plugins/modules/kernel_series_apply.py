@@ -127,16 +127,16 @@ def main() -> None:
         rc, out, err = module.run_command([git, *args], cwd=cwd, environ_update=env)
         return int(rc), str(out), str(err)
 
-    rc, out, err = git_run("log", f"-{len(subjects)}", "--format=%s")
+    rc, out, err = git_run("log", f"-{len(subjects)}", "--format=%s", "--")
     if rc != 0:
         module.fail_json(msg=f"{cwd} is not a git tree with commits: {err.strip()}")
     if applied_count(out.splitlines(), subjects):
-        rc, head, _ = git_run("rev-parse", "HEAD")
+        rc, head, _ = git_run("rev-parse", "--verify", "HEAD")
         module.exit_json(changed=False, applied=[], head=head.strip())
     if module.check_mode:
         module.exit_json(changed=True, applied=subjects, head=None)
 
-    rc, out, err = git_run("am", "-3", "--no-signoff", params["mbox"])
+    rc, out, err = git_run("am", "-3", "--no-signoff", "--", params["mbox"])
     if rc != 0:
         output = out + err
         failure = parse_am_failure(output)
@@ -147,7 +147,7 @@ def main() -> None:
             conflicting_files=failure.files,
             output=output,
         )
-    rc, head, _ = git_run("rev-parse", "HEAD")
+    rc, head, _ = git_run("rev-parse", "--verify", "HEAD")
     module.exit_json(changed=True, applied=subjects, head=head.strip())
 
 

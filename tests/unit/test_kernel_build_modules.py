@@ -403,10 +403,77 @@ def test_manifest_failures(build_env: dict[str, object], tmp_path: Path) -> None
     assert "no package matching" in done.result["msg"]
 
 
-def test_manifest_ignores_an_unreadable_manifest(build_env: dict[str, object]) -> None:
+def _corrupt(digest: str) -> dict[str, str]:
+    good = {
+        "format": 1,
+        "inputs_hash": digest,
+        "kernel_release": "6.12.117-lab",
+        "packages": [{"file": "linux-image-6.12.117-lab_1_amd64.deb", "sha256": "0" * 64}],
+    }
+    return {
+        "not JSON": "{broken",
+        "packages: 5": json.dumps({**good, "packages": 5}),
+        "package without file": json.dumps({**good, "packages": [{"sha256": "0" * 64}]}),
+        "package file is a path": json.dumps(
+            {**good, "packages": [{"file": "../../../etc/passwd", "sha256": "0" * 64}]}
+        ),
+        "package not a mapping": json.dumps({**good, "packages": ["x.deb"]}),
+        "package sha256 missing": json.dumps({**good, "packages": [{"file": "x.deb"}]}),
+        "inputs_hash not a string": json.dumps({**good, "inputs_hash": 5}),
+        "a list": json.dumps([good]),
+        "nested too deeply": "[" * 100000 + "]" * 100000,
+    }
+
+
+CORRUPT_WHY = {
+    "not JSON": "build manifest is not JSON: ",
+    "packages: 5": "build manifest: packages is int, not a list",
+    "package without file": "build manifest: packages[0].file is None, not a file name",
+    "package file is a path": (
+        "build manifest: packages[0].file is '../../../etc/passwd', not a file name"
+    ),
+    "package not a mapping": "build manifest: packages[0] is not a mapping",
+    "package sha256 missing": "build manifest: packages[0].sha256 is not a string",
+    "inputs_hash not a string": "build manifest: inputs_hash is int, not a string",
+    "a list": "build manifest: format is not 1",
+    "nested too deeply": "build manifest",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_WHY))
+def test_a_corrupt_cached_manifest_is_rebuilt_with_a_warning(
+    case: str, build_env: dict[str, object]
+) -> None:
+    """Issue 13 item 12: a corrupt cache entry is rebuilt, never a crash."""
+    from ansible.module_utils.common.warnings import get_warning_messages
+
     plan = run_module(kernel_build_manifest.main, build_env).result
-    Path(plan["build_dir"]).mkdir(parents=True)
-    Path(plan["manifest_path"]).write_text("{broken")
-    again = run_module(kernel_build_manifest.main, build_env).result
-    assert again["current"] is False
-    assert again["reason"] == "no build manifest"
+    build_dir = Path(plan["build_dir"])
+    config = _fake_build(build_dir)
+    Path(plan["manifest_path"]).write_text(_corrupt(plan["inputs_hash"])[case])
+    again = run_module(kernel_build_manifest.main, build_env)
+    assert not again.failed, again.result
+    assert again.result["current"] is False
+    assert again.result["manifest"] is None
+    prefix = f"the cached build manifest {plan['manifest_path']} is corrupt ({CORRUPT_WHY[case]}"
+    assert again.result["reason"].startswith(prefix), again.result["reason"]
+    assert again.result["reason"].endswith("): rebuilding")
+    assert again.result["reason"] in get_warning_messages()
+    # The build then records a fresh manifest over the corrupt one.
+    done = run_module(
+        kernel_build_manifest.main,
+        {
+            **build_env,
+            "state": "present",
+            "kernel_release": "6.12.117-lab",
+            "config_path": str(config),
+        },
+    )
+    assert not done.failed, done.result
+    assert done.result["changed"] is True
+    recorded = json.loads(Path(plan["manifest_path"]).read_text())
+    assert [p["file"] for p in recorded["packages"]] == [
+        "linux-headers-6.12.117-lab_1_amd64.deb",
+        "linux-image-6.12.117-lab_1_amd64.deb",
+    ]
+    assert run_module(kernel_build_manifest.main, build_env).result["current"] is True
