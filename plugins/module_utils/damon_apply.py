@@ -25,6 +25,7 @@ import json
 import os
 import posixpath
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ansible.module_utils.damon_kernel_facts import parse_avail_operations
 from ansible.module_utils.damon_plan import (
     ADMIN_ROOT,
     LAYOUTS,
@@ -48,10 +50,12 @@ from ansible.module_utils.damon_plan import (
     plan as make_plan,
 )
 from ansible.module_utils.damon_spec import (
+    DamonConfig,
     DamonSpec,
     Resolver,
     SpecError,
-    parse_spec,
+    load_config_text,
+    parse_config,
     resolve_targets,
 )
 
@@ -59,6 +63,7 @@ PERF_FAILURE_RE = re.compile(r"perf event create on CPU (\d+) failed with (-?\w+
 KEYWORD_FILES = ("operations", "state", "avail_operations")
 BOOL_FILES = ("sample_phys_addr",)
 ABSENT = "(absent)"
+MAX_CONFIG_BYTES = 1 << 20  # a rendered config or spec file
 
 
 class ApplyError(RuntimeError):
@@ -93,25 +98,97 @@ class KernelLog(Protocol):
         ...
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
 class RealSysfs:
-    """Plain file I/O; each write is one ``write(2)`` so sysfs sees one value."""
+    """File I/O confined to ``root``; each write is one ``write(2)`` so sysfs sees one value.
+
+    Every path is opened relative to a file descriptor of ``root``, one component
+    at a time, with ``O_NOFOLLOW`` (and ``O_DIRECTORY`` for directories): a
+    symbolic link anywhere below ``root``, even one swapped in between a check
+    and the write, makes the operation fail with ``ELOOP``/``ENOTDIR`` instead of
+    reaching a file outside ``root``.  ``root`` itself is opened as given.
+    """
+
+    def __init__(self, root: str = ADMIN_ROOT) -> None:
+        self.root = posixpath.normpath(root)
+
+    def _parts(self, path: str) -> list[str]:
+        norm = posixpath.normpath(path)
+        if norm == self.root:
+            return []
+        prefix = self.root.rstrip("/") + "/"
+        if not norm.startswith(prefix):
+            raise PermissionError(errno.EACCES, f"outside {self.root}", path)
+        parts = norm[len(prefix) :].split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            raise PermissionError(errno.EACCES, f"outside {self.root}", path)
+        return parts
+
+    def _open_dir(self, parts: Sequence[str]) -> int:
+        """A descriptor of ``root/parts...``, walking without following links."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            for part in parts:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open(self, path: str, flags: int) -> int:
+        parts = self._parts(path)
+        if not parts:
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        dir_fd = self._open_dir(parts[:-1])
+        try:
+            return os.open(parts[-1], flags | _NOFOLLOW, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def read(self, path: str) -> str:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read().strip()
+        fd = self._open(path, os.O_RDONLY)
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode("ascii", "replace").strip()
 
     def write(self, path: str, value: str) -> None:
-        fd = os.open(path, os.O_WRONLY)
+        fd = self._open(path, os.O_WRONLY)
         try:
             os.write(fd, value.encode("ascii"))
         finally:
             os.close(fd)
 
+    def _lstat(self, path: str) -> os.stat_result | None:
+        try:
+            parts = self._parts(path)
+            if not parts:
+                return os.stat(self.root)
+            dir_fd = self._open_dir(parts[:-1])
+            try:
+                return os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            return None
+
     def exists(self, path: str) -> bool:
-        return os.path.exists(path)
+        return self._lstat(path) is not None
 
     def isdir(self, path: str) -> bool:
-        return os.path.isdir(path)
+        info = self._lstat(path)
+        return info is not None and stat.S_ISDIR(info.st_mode)
 
 
 class KmsgLog:
@@ -351,12 +428,9 @@ class Applier:
         parts = rel.split("/")
         if any(part in ("", ".", "..") for part in parts):
             raise ApplyError(f"refusing path {rel!r}: it leaves {self.root}")
-        full = posixpath.join(self.root, rel)
-        real_root = os.path.realpath(self.root)
-        real = os.path.realpath(full)
-        if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
-            raise ApplyError(f"refusing path {rel!r}: resolves outside {self.root}")
-        return full
+        # Symbolic links below the root are refused when the path is opened (RealSysfs
+        # walks it with O_NOFOLLOW), not checked here: a check would race with the open.
+        return posixpath.join(self.root, rel)
 
     def _read(self, rel: str) -> str | None:
         path = self.abspath(rel)
@@ -535,7 +609,7 @@ class Applier:
             avail = self._read(rel)
             if avail is None or (self.check_mode and self._under_rebuilt(rel)):
                 continue
-            names = avail.split()
+            names = parse_avail_operations(avail)
             if names and kd.operations not in names:
                 raise ApplyError(
                     f"damon_perf_kdamonds[{index}].operations: {kd.operations} is not "
@@ -673,35 +747,31 @@ def apply_spec(
     """Apply ``spec``; raises :class:`ApplyError` (with ``.result``) on failure."""
     if layout != "auto" and layout not in LAYOUTS:
         raise ApplyError("unknown layout {!r}; known: auto, {}".format(layout, ", ".join(LAYOUTS)))
-    applier = Applier(io or RealSysfs(), root, log, check_mode, settle_time, sleep)
+    applier = Applier(io or RealSysfs(root), root, log, check_mode, settle_time, sleep)
     return applier.run(spec, resolver, layout, max_sample_rate)
 
 
-def spec_from_config(config: Mapping[str, Any]) -> DamonSpec:
-    """A :class:`DamonSpec` from the rendered config (role input names)."""
-    return parse_spec(
-        config.get("damon_perf_kdamonds"),
-        config.get("damon_perf_no_event_policy", "fail"),
-        config.get("damon_perf_default_perf_events"),
-        config.get("damon_perf_sample_freq"),
-    )
+def spec_from_config(config: Mapping[str, Any], source: str = "config") -> DamonSpec:
+    """A :class:`DamonSpec` from the rendered config (role input names); unknown keys
+    are refused (see ``damon_spec.parse_config``)."""
+    return parse_config(config, source).spec
 
 
-def load_config(path: str) -> dict[str, Any]:
-    """Read the rendered config: JSON (a YAML subset), ``#`` comment lines allowed."""
-    text = _read_text(path)
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+def load_config(path: str) -> DamonConfig:
+    """Read and validate the rendered config: JSON (a YAML subset, ``#`` comment lines
+    allowed) or YAML, loaded strictly (duplicate keys refused, no base-60 numbers)."""
     try:
-        data = json.loads(body)
-    except ValueError:
-        try:
-            import yaml  # type: ignore[import-untyped,unused-ignore]
-        except ImportError:
-            raise ValueError(f"{path} is not JSON (and PyYAML is not installed)") from None
-        data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of damon_perf_* keys")
-    return data
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise SpecError([f"{path}: cannot read: {_oserror(err)}"]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise SpecError([f"{path}: larger than {MAX_CONFIG_BYTES} bytes"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError([f"{path}: not UTF-8 text (byte {err.start})"]) from None
+    return load_config_text(text, path)
 
 
 def applier_main(argv: Sequence[str] | None = None) -> int:
@@ -722,18 +792,17 @@ def applier_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-        spec = spec_from_config(config)
         settle = args.settle_time
         if settle is None:
-            settle = float(config.get("damon_perf_settle_time", 1.0))
+            settle = config.settle_time
         result = apply_spec(
-            spec,
-            RealSysfs(),
+            config.spec,
+            RealSysfs(args.root),
             args.root,
             KmsgLog(),
             HostResolver(),
             check_mode=args.check,
-            layout=str(config.get("damon_perf_layout", "auto")),
+            layout=config.layout,
             max_sample_rate=host_max_sample_rate(),
             settle_time=settle,
         )

@@ -18,6 +18,7 @@ import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ansible.module_utils.damon_kernel_facts import default_value as kernel_default_value
 from ansible.module_utils.damon_spec import (
     DamonSpec,
     KdamondSpec,
@@ -235,36 +236,11 @@ def plan(spec: DamonSpec, layout: str, max_sample_rate: int | None = None) -> Pl
 def default_value(path: str) -> str | None:
     """What a file reads right after its directory was (re)created by an ``nr_*`` write.
 
-    Mirrors the kernel's allocation defaults; ``None`` when unknown.
+    The kernel's defaults, from the one table of measured facts
+    (``damon_kernel_facts``); ``None`` when unknown.
     """
-    base = posixpath.basename(path)
-    parent = posixpath.basename(posixpath.dirname(path))
-    if parent == "intervals":
-        return {"sample_us": "5000", "aggr_us": "100000", "update_us": "1000000"}.get(base)
-    if parent == "nr_regions":
-        return {"min": "10", "max": "1000"}.get(base)
-    if base == "operations":
-        return "vaddr"
-    if base == "state":
-        return "off"
-    if base == "pid":
-        return "-1"
-    if base in ("type", "config", "config1", "config2"):
-        return "0x0"
-    if base in (
-        "nr_kdamonds",
-        "nr_contexts",
-        "nr_targets",
-        "nr_regions",
-        "nr_perf_events",
-        "sample_freq",
-        "sample_phys_addr",
-        "pid_target",
-        "start",
-        "end",
-    ):
-        return "0"
-    return None
+    value: str | None = kernel_default_value(path)
+    return value
 
 
 def format_writes(writes: Sequence[Write]) -> list[list[str]]:

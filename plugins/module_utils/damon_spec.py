@@ -16,6 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from ansible.module_utils.damon_kernel_facts import MAINLINE_DEFAULTS
+from ansible.module_utils.strict_yaml import StrictLoadError, load_json, load_yaml
+
 OPERATIONS = ("vaddr", "fvaddr", "paddr")
 POLICIES = ("fail", "accessed_bit", "skip")
 STATES = ("on", "off")
@@ -27,9 +30,51 @@ INT_MAX = (1 << 31) - 1
 PID_MAX = 1 << 22  # PID_MAX_LIMIT on 64-bit kernels
 
 DEFAULT_SAMPLE_FREQ = 5000  # the RFC v3 cover letter example
-DEFAULT_INTERVALS_US = (5000, 100000, 1000000)  # kernel defaults: 5 ms, 100 ms, 1 s
-DEFAULT_NR_REGIONS = (10, 1000)
+# What a context reads right after it is created (the kernel's defaults, from
+# damon_kernel_facts): sample 5 ms, aggregation 100 ms, regions update 60 s.
+_ATTRS = "kdamonds/<K>/contexts/<C>/monitoring_attrs/"
+DEFAULT_INTERVALS_US = tuple(
+    int(MAINLINE_DEFAULTS[_ATTRS + "intervals/" + key])
+    for key in ("sample_us", "aggr_us", "update_us")
+)
+DEFAULT_NR_REGIONS = tuple(
+    int(MAINLINE_DEFAULTS[_ATTRS + "nr_regions/" + key]) for key in ("min", "max")
+)
 MIN_NR_REGIONS = 3
+
+# Size limits of the inputs (documented in roles/damon_perf/defaults/main.yml).
+MAX_KDAMONDS = 64
+MAX_TARGETS = 64  # per kdamond
+MAX_REGIONS = 256  # per target (paddr: in all)
+MAX_PERF_EVENTS = 64  # per context, the RFC's limit
+MAX_PATH = 4095  # PATH_MAX - 1
+MAX_UNIT_NAME = 255  # systemd's UNIT_NAME_MAX - 1
+MAX_QUOTE = 80  # characters of an input value an error message quotes
+
+# The role inputs a rendered config or a ``damon-fleet damon plan`` spec file holds.
+CONFIG_KEYS = (
+    "damon_perf_kdamonds",
+    "damon_perf_default_perf_events",
+    "damon_perf_sample_freq",
+    "damon_perf_no_event_policy",
+    "damon_perf_layout",
+    "damon_perf_settle_time",
+)
+# Inputs of the boot-time unit and applier the role installs (checked, not planned).
+BOOT_UNIT_KEYS = ("after_units", "config_dir", "lib_dir", "applier_path", "python")
+UNIT_SUFFIXES = (
+    "service",
+    "socket",
+    "target",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "timer",
+    "path",
+    "slice",
+    "scope",
+)
 
 KDAMOND_KEYS = (
     "operations",
@@ -50,7 +95,8 @@ PERF_EVENT_KEYS = ("type", "config", "config1", "config2", "sample_freq", "sampl
 # Informational keys the perf_detect facts carry; accepted and ignored.
 PERF_EVENT_INFO_KEYS = ("pmu", "name")
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|min|h)?\s*$")
+_DURATION_RE = re.compile(r"[ \t]*([0-9]+)(?:\.([0-9]+))?[ \t]*(us|ms|s|m|min|h)?[ \t]*", re.ASCII)
+_MAX_DIGITS = 40  # far beyond 2^64; keeps int() of a hostile string cheap
 _DURATION_UNITS = {
     None: 1,
     "us": 1,
@@ -60,8 +106,15 @@ _DURATION_UNITS = {
     "min": 60000000,
     "h": 3600000000,
 }
-_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
-_PROCESS_RE = re.compile(r"^[^/\x00\n]{1,15}$")
+# systemd unit names: prefix[@instance].suffix; prefix chars [A-Za-z0-9:_.\\-],
+# the instance may also hold '@' (unit_name_is_valid() in systemd's unit-name.c).
+_UNIT_RE = re.compile(
+    r"(?P<prefix>[A-Za-z0-9:_.\\-]+?)(?:@(?P<instance>[A-Za-z0-9:_.\\@-]*))?\.(?P<suffix>[a-z]+)",
+    re.ASCII,
+)
+_PROCESS_RE = re.compile(r"[^/\x00-\x1f\x7f]{1,15}")
+_INT_TEXT_RE = re.compile(r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0|[1-9][0-9]*", re.ASCII)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SpecError(ValueError):
@@ -188,11 +241,33 @@ class _Problems:
 # --------------------------------------------------------------------------- scalars
 
 
+def quote(value: Any) -> str:
+    """A short, bounded rendering of an input value for an error message.
+
+    Strings are quoted (cut at :data:`MAX_QUOTE` characters), integers shown if
+    short; any other value is named by its type only, so an error never renders
+    an unbounded structure (a YAML alias bomb).
+    """
+    if isinstance(value, str):
+        if len(value) <= MAX_QUOTE:
+            return repr(value)
+        return repr(value[:MAX_QUOTE]) + f"... ({len(value)} characters)"
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() <= 256:
+            return str(value)
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, float):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
 def parse_int(value: Any, path: str, minimum: int = 0, maximum: int = U64_MAX) -> int:
     """An integer or a string in decimal or ``0x`` hex (``0o``/``0b`` also work).
 
     Strings with a leading zero (``010``) are refused: the kernel would read them as
-    octal, which is rarely what an inventory means.
+    octal, which is rarely what an inventory means.  Only ASCII digits count.
     """
     accepted = f"an integer (decimal, or a hex string like '0x1cd') in [{minimum}, {maximum}]"
     if isinstance(value, bool):
@@ -200,61 +275,84 @@ def parse_int(value: Any, path: str, minimum: int = 0, maximum: int = U64_MAX) -
     if isinstance(value, int):
         number = value
     elif isinstance(value, str):
-        text = value.strip().replace("_", "")
-        try:
-            number = int(text, 0)
-        except ValueError:
-            raise SpecError([f"{path}: {value!r} is not {accepted}"]) from None
+        text = value.strip(" \t").replace("_", "")
+        if len(text) > _MAX_DIGITS + 2 or not _INT_TEXT_RE.fullmatch(text):
+            raise SpecError([f"{path}: {quote(value)} is not {accepted}"])
+        number = int(text, 0)
     else:
         raise SpecError([f"{path}: got {type(value).__name__}; expected {accepted}"])
     if number < minimum or number > maximum:
-        raise SpecError([f"{path}: {number} is out of range; expected {accepted}"])
+        raise SpecError([f"{path}: {quote(number)} is out of range; expected {accepted}"])
     return number
 
 
 def parse_duration_us(value: Any, path: str) -> int:
-    """Microseconds: an integer, or a string like ``5s``, ``100ms``, ``10us``, ``2m``, ``1h``."""
-    accepted = "microseconds as an integer, or a duration like '5s', '100ms', '10us', '2m', '1h'"
+    """Microseconds: an integer, or a string like ``5s``, ``100ms``, ``10us``, ``2m``, ``1h``.
+
+    Exact integer arithmetic (no float): ``9007199254740993us`` stays exact, and a
+    value above the kernel's unsigned long (2^64-1) is refused, naming the input.
+    """
+    accepted = (
+        "microseconds as an integer, or a duration like '5s', '100ms', '10us', '2m', '1h', "
+        f"from 1us to {ULONG_MAX}us"
+    )
     if isinstance(value, bool):
         raise SpecError([f"{path}: got a boolean; expected {accepted}"])
     if isinstance(value, int):
         number = value
     elif isinstance(value, str):
-        match = _DURATION_RE.match(value)
+        match = _DURATION_RE.fullmatch(value)
         if not match:
-            raise SpecError([f"{path}: {value!r} is not {accepted}"])
-        amount, unit = match.group(1), match.group(2)
-        scaled = float(amount) * _DURATION_UNITS[unit]
-        if scaled != int(scaled):
+            raise SpecError([f"{path}: {quote(value)} is not {accepted}"])
+        whole, fraction, unit = match.group(1), match.group(2) or "", match.group(3)
+        whole = whole.lstrip("0") or "0"
+        fraction = fraction.rstrip("0")
+        if len(whole) + len(fraction) > _MAX_DIGITS:
+            raise SpecError([f"{path}: {quote(value)} is out of range; expected {accepted}"])
+        scaled = int(whole + fraction) * _DURATION_UNITS[unit]
+        number, remainder = divmod(scaled, 10 ** len(fraction))
+        if remainder:
             raise SpecError(
-                [f"{path}: {value!r} is not a whole number of microseconds; expected {accepted}"]
+                [
+                    f"{path}: {quote(value)} is not a whole number of microseconds; "
+                    f"expected {accepted}"
+                ]
             )
-        number = int(scaled)
     else:
         raise SpecError([f"{path}: got {type(value).__name__}; expected {accepted}"])
     if number < 1 or number > ULONG_MAX:
-        raise SpecError([f"{path}: {number} is out of range; expected {accepted}, at least 1us"])
+        raise SpecError([f"{path}: {quote(value)} is out of range; expected {accepted}"])
     return number
 
 
 def parse_bool(value: Any, path: str) -> bool:
-    """A boolean, 0/1, or y/n/yes/no/true/false."""
+    """A boolean, 0/1, or y/n/yes/no/true/false/on/off."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
-        text = value.strip().lower()
+        text = value.strip(" \t").lower()
         if text in ("1", "y", "yes", "true", "on"):
             return True
         if text in ("0", "n", "no", "false", "off"):
             return False
-    raise SpecError([f"{path}: {value!r} is not a boolean; expected true/false, 1/0 or y/n"])
+    raise SpecError([f"{path}: {quote(value)} is not a boolean; expected true/false, 1/0 or y/n"])
+
+
+def parse_state(value: Any, path: str) -> str:
+    """``on`` or ``off``; YAML reads an unquoted ``on``/``off`` as a boolean, so
+    ``True`` is ``on`` and ``False`` is ``off``."""
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return _choice(value, path, STATES)
 
 
 def _choice(value: Any, path: str, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise SpecError(["{}: {!r} is not one of {}".format(path, value, ", ".join(choices))])
+        raise SpecError(["{}: {} is not one of {}".format(path, quote(value), ", ".join(choices))])
     return value
 
 
@@ -267,22 +365,117 @@ def _mapping(value: Any, path: str, keys: Sequence[str]) -> Mapping[str, Any]:
                 )
             ]
         )
-    unknown = sorted(str(k) for k in value if k not in keys)
+    unknown = [k for k in value if k not in keys]
     if unknown:
+        shown = sorted(_key_name(k) for k in unknown[:8])
+        more = f" (and {len(unknown) - 8} more)" if len(unknown) > 8 else ""
         raise SpecError(
             [
-                "{}: unknown key(s) {}; accepted keys: {}".format(
-                    path, ", ".join(unknown), ", ".join(keys)
+                "{}: unknown key(s) {}{}; accepted keys: {}".format(
+                    path, ", ".join(shown), more, ", ".join(keys)
                 )
             ]
         )
     return value
 
 
-def _list(value: Any, path: str) -> Sequence[Any]:
+def _key_name(key: Any) -> str:
+    if isinstance(key, str) and len(key) <= MAX_QUOTE and key.isprintable():
+        return key
+    return quote(key)
+
+
+def _list(value: Any, path: str, limit: int | None = None, what: str = "items") -> Sequence[Any]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
         raise SpecError([f"{path}: expected a list, got {type(value).__name__}"])
+    if limit is not None and len(value) > limit:
+        raise SpecError([f"{path}: {len(value)} {what}; at most {limit} are accepted"])
     return value
+
+
+def check_unit_name(value: Any, path: str, default_suffix: str | None = None) -> str:
+    """A systemd unit name, checked as systemd does (``unit_name_is_valid``).
+
+    ``prefix[@instance].suffix`` of ``[A-Za-z0-9:_.\\-]`` (the instance may hold ``@``),
+    a known unit type suffix, at most 255 characters, no leading ``-``.  A template
+    without an instance (``foo@.service``) is refused: it names no running unit.
+    With ``default_suffix``, a name without ``.`` gets it (``memcached`` ->
+    ``memcached.service``).
+    """
+    accepted = (
+        "a systemd unit name such as 'memcached.service' or 'getty@tty1.service' "
+        "(letters, digits, ':_.@-\\', a unit type suffix, at most 255 characters)"
+    )
+    if not isinstance(value, str):
+        raise SpecError([f"{path}: got {type(value).__name__}; expected {accepted}"])
+    name = value
+    if default_suffix is not None and "." not in name:
+        name = f"{name}.{default_suffix}"
+    match = _UNIT_RE.fullmatch(name)
+    if (
+        len(name) > MAX_UNIT_NAME
+        or match is None
+        or name.startswith("-")
+        or match.group("suffix") not in UNIT_SUFFIXES
+    ):
+        raise SpecError([f"{path}: {quote(value)} is not {accepted}"])
+    if match.group("instance") == "":
+        raise SpecError(
+            [f"{path}: {quote(value)} is a template without an instance; expected {accepted}"]
+        )
+    return name
+
+
+def check_host_path(value: Any, path: str) -> str:
+    """An absolute path usable in a unit file, a script and a shebang line.
+
+    No control characters (newline, NUL, ...), no whitespace-only parts, at most
+    4095 characters.  Spaces, ``%`` and ``$`` are fine: the templates quote and
+    escape them the systemd way.
+    """
+    accepted = "an absolute path without control characters (at most 4095 characters)"
+    if not isinstance(value, str):
+        raise SpecError([f"{path}: got {type(value).__name__}; expected {accepted}"])
+    if (
+        not value.startswith("/")
+        or len(value) > MAX_PATH
+        or _CONTROL_RE.search(value)
+        or any(part in (".", "..") for part in value.split("/"))
+    ):
+        raise SpecError([f"{path}: {quote(value)} is not {accepted}"])
+    return value
+
+
+def check_boot_unit(value: Any, prefix: str = "damon_perf_") -> dict[str, Any]:
+    """The inputs of the boot-time unit and applier: ``after_units`` (unit names),
+    ``config_dir``, ``lib_dir``, ``applier_path`` (paths) and ``python`` (a path
+    without spaces: it is the script's ``#!`` line).  Returns them checked."""
+    raw = _mapping(value, prefix + "boot_unit", BOOT_UNIT_KEYS)
+    problems = _Problems()
+    out: dict[str, Any] = {}
+    try:
+        units = _list(raw.get("after_units") or [], prefix + "after_units", MAX_TARGETS, "units")
+        checked = []
+        for index, unit in enumerate(units):
+            try:
+                checked.append(check_unit_name(unit, f"{prefix}after_units[{index}]"))
+            except SpecError as err:
+                problems.items.extend(err.problems)
+        out["after_units"] = checked
+    except SpecError as err:
+        problems.items.extend(err.problems)
+    for key in ("config_dir", "lib_dir", "applier_path", "python"):
+        if raw.get(key) is None:
+            continue
+        try:
+            out[key] = check_host_path(raw[key], prefix + key)
+            if key == "python" and (" " in raw[key] or "\t" in raw[key]):
+                problems.add(prefix + key, f"{quote(raw[key])}: a '#!' line cannot hold spaces")
+        except SpecError as err:
+            problems.items.extend(err.problems)
+    if problems.items:
+        raise SpecError(problems.items)
+    return out
 
 
 # --------------------------------------------------------------------------- structures
@@ -332,7 +525,7 @@ def _collect(problems: _Problems, out: dict[str, Any], key: str, fn: Any, *args:
 
 
 def parse_perf_events(value: Any, path: str) -> tuple[PerfEvent, ...]:
-    items = _list(value, path)
+    items = _list(value, path, MAX_PERF_EVENTS, "perf events (the kernel's limit per context)")
     problems = _Problems()
     events: list[PerfEvent] = []
     for index, item in enumerate(items):
@@ -340,8 +533,6 @@ def parse_perf_events(value: Any, path: str) -> tuple[PerfEvent, ...]:
             events.append(parse_perf_event(item, f"{path}[{index}]"))
         except SpecError as err:
             problems.items.extend(err.problems)
-    if len(items) > 64:
-        problems.add(path, "at most 64 perf events per context (the kernel's limit)")
     if problems.items:
         raise SpecError(problems.items)
     return tuple(events)
@@ -397,18 +588,16 @@ def _parse_target(value: Any, path: str, operations: str) -> Target:
     if kind == "pid":
         target = Target("pid", pid=parse_int(ref, ref_path, 1, PID_MAX))
     elif kind == "pidfile":
-        if not isinstance(ref, str) or not ref.startswith("/") or "\x00" in ref:
-            raise SpecError([f"{ref_path}: expected an absolute path to a pid file"])
-        target = Target("pidfile", ref=ref)
-    elif kind == "unit":
-        if not isinstance(ref, str) or not _UNIT_RE.match(ref) or ref.startswith("-"):
+        try:
+            target = Target("pidfile", ref=check_host_path(ref, ref_path))
+        except SpecError:
             raise SpecError(
-                [f"{ref_path}: {ref!r} is not a systemd unit name (letters, digits, ':_.@-\\')"]
-            )
-        unit = ref if "." in ref else ref + ".service"
-        target = Target("unit", ref=unit)
+                [f"{ref_path}: {quote(ref)} is not an absolute path to a pid file"]
+            ) from None
+    elif kind == "unit":
+        target = Target("unit", ref=check_unit_name(ref, ref_path, "service"))
     else:
-        if not isinstance(ref, str) or not _PROCESS_RE.match(ref):
+        if not isinstance(ref, str) or not _PROCESS_RE.fullmatch(ref):
             raise SpecError(
                 [
                     f"{ref_path}: expected a process name as in /proc/<pid>/comm "
@@ -427,7 +616,9 @@ def _parse_target(value: Any, path: str, operations: str) -> Target:
             )
         regions = tuple(
             _parse_region(item, f"{path}.regions[{i}]")
-            for i, item in enumerate(_list(raw["regions"], path + ".regions"))
+            for i, item in enumerate(
+                _list(raw["regions"], path + ".regions", MAX_REGIONS, "regions")
+            )
         )
     if operations == "fvaddr" and not regions:
         raise SpecError([f"{path}.regions: fvaddr needs at least one {{start, end}} region"])
@@ -470,7 +661,8 @@ def parse_kdamond(value: Any, path: str) -> KdamondSpec:
 
     targets: list[Target] = []
     try:
-        items = _list(raw.get("targets") or [], path + ".targets")
+        given = raw.get("targets")
+        items = [] if given is None else _list(given, path + ".targets", MAX_TARGETS, "targets")
         for index, item in enumerate(items):
             try:
                 targets.append(_parse_target(item, f"{path}.targets[{index}]", operations))
@@ -483,6 +675,10 @@ def parse_kdamond(value: Any, path: str) -> KdamondSpec:
     # paddr: all {start, end} items form the regions of the one physical target
     if operations == "paddr" and targets:
         regions = tuple(r for t in targets for r in t.regions)
+        if len(regions) > MAX_REGIONS:
+            problems.add(
+                path + ".targets", f"{len(regions)} regions; at most {MAX_REGIONS} are accepted"
+            )
         targets = [Target("regions", regions=regions)]
     fields["targets"] = tuple(targets)
 
@@ -544,7 +740,7 @@ def parse_kdamond(value: Any, path: str) -> KdamondSpec:
             problems.items.extend(err.problems)
     if raw.get("state") is not None:
         try:
-            fields["state"] = _choice(raw["state"], path + ".state", STATES)
+            fields["state"] = parse_state(raw["state"], path + ".state")
         except SpecError as err:
             problems.items.extend(err.problems)
     if problems.items:
@@ -568,7 +764,7 @@ def parse_spec(
     base = prefix + "kdamonds"
     parsed: list[KdamondSpec] = []
     try:
-        items = _list(kdamonds if kdamonds is not None else [], base)
+        items = _list(kdamonds if kdamonds is not None else [], base, MAX_KDAMONDS, "kdamonds")
         for index, item in enumerate(items):
             try:
                 parsed.append(parse_kdamond(item, f"{base}[{index}]"))
@@ -613,7 +809,8 @@ def resolve_targets(spec: DamonSpec, resolver: Resolver) -> DamonSpec:
             try:
                 targets.append(_resolve_target(target, resolver))
             except (OSError, ValueError, LookupError) as err:
-                problems.add(path, f"cannot resolve {target.kind} {target.ref!r}: {err}")
+                detail = " ".join(str(err).split())[:200]
+                problems.add(path, f"cannot resolve {target.kind} {quote(target.ref)}: {detail}")
         if kd.operations == "paddr" and not any(t.regions for t in targets):
             try:
                 ram = resolver.system_ram()
@@ -644,3 +841,105 @@ def _resolve_target(target: Target, resolver: Resolver) -> Target:
     if pid < 1 or pid > PID_MAX:
         raise ValueError(f"got pid {pid}")
     return replace(target, pid=pid)
+
+
+# --------------------------------------------------------------------------- files
+
+LAYOUT_CHOICES = ("auto", "rfc-v3", "rfc-v1", "successor", "mainline")
+MAX_SETTLE_TIME = 600.0
+
+
+@dataclass(frozen=True)
+class DamonConfig:
+    """A whole config: the rendered boot-time file or a ``damon plan`` spec file."""
+
+    spec: DamonSpec
+    layout: str = "auto"
+    settle_time: float = 1.0
+
+
+def parse_settle_time(value: Any, path: str) -> float:
+    accepted = f"seconds as a number from 0 to {MAX_SETTLE_TIME:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SpecError([f"{path}: got {type(value).__name__}; expected {accepted}"])
+    text = value.strip(" \t") if isinstance(value, str) else None
+    if text is not None and not re.fullmatch(r"[0-9]{1,6}(?:\.[0-9]{1,6})?", text, re.ASCII):
+        raise SpecError([f"{path}: {quote(value)} is not {accepted}"])
+    number = float(text) if text is not None else float(value)
+    if not 0 <= number <= MAX_SETTLE_TIME:  # also refuses nan
+        raise SpecError([f"{path}: {quote(value)} is out of range; expected {accepted}"])
+    return number
+
+
+def parse_config(config: Any, source: str) -> DamonConfig:
+    """Validate a mapping of ``damon_perf_*`` inputs read from ``source``.
+
+    Unknown keys are refused (a misspelt ``damon_perf_kdamond`` would otherwise
+    plan zero kdamonds and remove every running one), and so is a config without
+    ``damon_perf_kdamonds`` (give ``[]`` to remove every kdamond on purpose).
+    """
+    if not isinstance(config, Mapping):
+        raise SpecError(
+            [
+                f"{source}: expected a mapping of damon_perf_* inputs "
+                f"({', '.join(CONFIG_KEYS)}), got {type(config).__name__}"
+            ]
+        )
+    unknown = [k for k in config if k not in CONFIG_KEYS]
+    if unknown:
+        shown = ", ".join(sorted(_key_name(k) for k in unknown[:8]))
+        more = f" (and {len(unknown) - 8} more)" if len(unknown) > 8 else ""
+        raise SpecError(
+            [f"{source}: unknown key(s) {shown}{more}; accepted keys: {', '.join(CONFIG_KEYS)}"]
+        )
+    if "damon_perf_kdamonds" not in config:
+        raise SpecError(
+            [
+                f"{source}: damon_perf_kdamonds is missing; give the kdamonds to run "
+                "([] to remove every kdamond)"
+            ]
+        )
+    problems = _Problems()
+    spec = None
+    try:
+        spec = parse_spec(
+            config["damon_perf_kdamonds"],
+            config.get("damon_perf_no_event_policy", "fail"),
+            config.get("damon_perf_default_perf_events"),
+            config.get("damon_perf_sample_freq"),
+        )
+    except SpecError as err:
+        problems.items.extend(err.problems)
+    layout = "auto"
+    if config.get("damon_perf_layout") is not None:
+        try:
+            layout = _choice(config["damon_perf_layout"], "damon_perf_layout", LAYOUT_CHOICES)
+        except SpecError as err:
+            problems.items.extend(err.problems)
+    settle = 1.0
+    if config.get("damon_perf_settle_time") is not None:
+        try:
+            settle = parse_settle_time(config["damon_perf_settle_time"], "damon_perf_settle_time")
+        except SpecError as err:
+            problems.items.extend(err.problems)
+    if problems.items or spec is None:
+        raise SpecError(problems.items)
+    return DamonConfig(spec, layout, settle)
+
+
+def load_config_text(text: str, source: str) -> DamonConfig:
+    """Load (strictly: see ``strict_yaml``) and validate the text of a config file.
+
+    ``#`` comment lines are allowed before JSON.  Raises :class:`SpecError`.
+    """
+    try:
+        body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        try:
+            data = load_json(body, source)
+        except StrictLoadError:
+            raise
+        except (ValueError, RecursionError):
+            data = load_yaml(text, source)
+    except StrictLoadError as err:
+        raise SpecError([str(err)]) from None
+    return parse_config(data, source)

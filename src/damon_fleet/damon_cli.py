@@ -6,10 +6,8 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 
-import yaml
-from ansible.module_utils.damon_apply import HostResolver, spec_from_config
+from ansible.module_utils.damon_apply import HostResolver, load_config
 from ansible.module_utils.damon_plan import (
     LAYOUTS,
     LayoutError,
@@ -31,27 +29,21 @@ def _admin_root(directory: str) -> str:
     return nested if os.path.isdir(nested) else directory
 
 
-def _load_spec_file(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of damon_perf_* role inputs")
-    return data
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     prog = "damon-fleet damon plan"
     try:
-        config = _load_spec_file(args.spec)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        print(f"{prog}: cannot read {args.spec}: {exc}", file=sys.stderr)
+        config = load_config(args.spec)
+    except SpecError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.max_sample_rate is not None and args.max_sample_rate < 1:
+        print(f"{prog}: --max-sample-rate must be a positive integer", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         layout = args.layout
         if layout is None:
             layout = detect_layout(_admin_root(args.sysfs_root))
-        spec = spec_from_config(config)
-        spec = resolve_targets(spec, HostResolver())
+        spec = resolve_targets(config.spec, HostResolver())
         result = plan(spec, layout, args.max_sample_rate)
     except (SpecError, PlanError, LayoutError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

@@ -1,6 +1,9 @@
 """A fake DAMON sysfs: a real directory tree whose writes follow the kernel's rules.
 
-Modelled on mm/damon/sysfs.c (mainline) and the perf-event RFC series:
+Modelled on mm/damon/sysfs.c (mainline) and the perf-event RFC series.  Its
+defaults, the format of ``avail_operations`` and the ``state`` rules come from the
+one table of facts measured on the real kernel, ``damon_kernel_facts`` (which
+the planner uses too, and the VM tier re-checks on the lab kernel):
 
 * numbers are parsed like ``kstrtoint``/``kstrtoul`` with base 0 (``0x`` hex,
   leading ``0`` octal, one trailing newline allowed), bad input is ``EINVAL``,
@@ -10,8 +13,10 @@ Modelled on mm/damon/sysfs.c (mainline) and the perf-event RFC series:
   ``nr_kdamonds`` is ``EBUSY`` while any kdamond runs; ``nr_perf_events`` <= 64;
 * perf ``type``/``config*`` read back as hex (``0x1cd``), ``sample_phys_addr`` as
   ``0``/``1`` (``kstrtobool`` input), ``sample_freq`` as decimal;
-* ``state`` takes keywords: ``on`` (``EBUSY`` if running, ``EINVAL`` on bad
-  inputs), ``off`` (``EINVAL`` if never started, ``EPERM`` if stopped),
+* ``avail_operations`` lists one operations set per line;
+* ``state`` takes the 6.12 keywords: ``on`` (``EBUSY`` if running, ``EINVAL`` on
+  bad inputs, such as an empty region with start == end), ``off`` (``EINVAL`` if
+  never started, ``EPERM`` if stopped),
   ``commit`` and ``update_*`` (``EINVAL`` unless running); unknown -> ``EINVAL``;
 * read-only files (``pid``, ``avail_operations``) refuse writes with ``EACCES``;
 * starting perf events on CPUs listed in ``perf_fail_cpus`` logs
@@ -27,19 +32,10 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-OPS_KEYWORDS = ("vaddr", "fvaddr", "paddr")
-STATE_COMMANDS = (
-    "on",
-    "off",
-    "commit",
-    "commit_schemes_quota_goals",
-    "update_schemes_stats",
-    "update_schemes_tried_regions",
-    "update_schemes_tried_bytes",
-    "clear_schemes_tried_regions",
-    "update_schemes_effective_quotas",
-    "update_tuned_intervals",
-)
+from ansible.module_utils import damon_kernel_facts as facts
+
+OPS_KEYWORDS = facts.AVAIL_OPERATIONS_ORDER
+STATE_COMMANDS = facts.STATE_COMMANDS
 PERF_DIRS = {
     "rfc-v3": "monitoring_attrs/sample/primitives/perf_events",
     "successor": "monitoring_attrs/sample/perf_events",
@@ -169,7 +165,7 @@ class FakeDamonSysfs:
         self.writes: list[tuple[str, str]] = []  # every accepted write, relative
         self._next_pid = 4000
         (self.root_path / "kdamonds").mkdir(parents=True)
-        self._file("kdamonds/nr_kdamonds", "0")
+        self._default("kdamonds/nr_kdamonds")
 
     # ---------------------------------------------------------------- helpers
     def _p(self, rel: str) -> Path:
@@ -179,6 +175,13 @@ class FakeDamonSysfs:
         path = self._p(rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(value + "\n")
+
+    def _default(self, rel: str) -> None:
+        """Create ``rel`` with the kernel's default content (from the facts table)."""
+        value = facts.default_value(rel)
+        if value is None:
+            raise KeyError(f"no kernel default known for {rel}")
+        self._file(rel, value)
 
     def get(self, rel: str) -> str:
         return self._p(rel).read_text().strip()
@@ -224,35 +227,32 @@ class FakeDamonSysfs:
     # ---------------------------------------------------------------- builders
     def _make_kdamond(self, index: int) -> None:
         kdir = f"kdamonds/{index}"
-        self._file(kdir + "/state", "off")
-        self._file(kdir + "/pid", "-1")
-        self._file(kdir + "/contexts/nr_contexts", "0")
+        self._default(kdir + "/state")
+        self._default(kdir + "/pid")
+        self._default(kdir + "/contexts/nr_contexts")
         if self.layout == "rfc-v3":
-            self._file(kdir + "/total_reports", "0")
+            self._default(kdir + "/total_reports")
 
     def _make_context(self, cdir: str) -> None:
-        self._file(cdir + "/avail_operations", " ".join(self.avail_operations))
-        self._file(cdir + "/operations", "vaddr")
+        self._file(cdir + "/avail_operations", facts.format_avail_operations(self.avail_operations))
+        self._default(cdir + "/operations")
         attrs = cdir + "/monitoring_attrs"
-        self._file(attrs + "/intervals/sample_us", "5000")
-        self._file(attrs + "/intervals/aggr_us", "100000")
-        self._file(attrs + "/intervals/update_us", "1000000")
-        self._file(attrs + "/nr_regions/min", "10")
-        self._file(attrs + "/nr_regions/max", "1000")
-        self._file(cdir + "/targets/nr_targets", "0")
-        self._file(cdir + "/schemes/nr_schemes", "0")
+        for leaf in ("sample_us", "aggr_us", "update_us"):
+            self._default(f"{attrs}/intervals/{leaf}")
+        self._default(attrs + "/nr_regions/min")
+        self._default(attrs + "/nr_regions/max")
+        self._default(cdir + "/targets/nr_targets")
+        self._default(cdir + "/schemes/nr_schemes")
         if self.layout == "rfc-v3":
-            self._file(attrs + "/sample/primitives/page_table", "Y")
-            self._file(attrs + "/sample/primitives/page_fault", "N")
+            self._default(attrs + "/sample/primitives/page_table")
+            self._default(attrs + "/sample/primitives/page_fault")
         perf = PERF_DIRS[self.layout]
         if perf is not None:
-            self._file(f"{cdir}/{perf}/nr_perf_events", "0")
+            self._default(f"{cdir}/{perf}/nr_perf_events")
 
     def _make_event(self, edir: str) -> None:
-        for leaf in ("type", "config", "config1", "config2"):
-            self._file(f"{edir}/{leaf}", "0x0")
-        self._file(edir + "/sample_phys_addr", "0")
-        self._file(edir + "/sample_freq", "0")
+        for leaf in ("type", "config", "config1", "config2", "sample_phys_addr", "sample_freq"):
+            self._default(f"{edir}/{leaf}")
         if self.layout == "successor":
             for leaf, value in (
                 ("freq", "1"),
@@ -266,12 +266,12 @@ class FakeDamonSysfs:
                 self._file(f"{edir}/{leaf}", value)
 
     def _make_target(self, tdir: str) -> None:
-        self._file(tdir + "/pid_target", "0")
-        self._file(tdir + "/regions/nr_regions", "0")
+        self._default(tdir + "/pid_target")
+        self._default(tdir + "/regions/nr_regions")
 
     def _make_region(self, rdir: str) -> None:
-        self._file(rdir + "/start", "0")
-        self._file(rdir + "/end", "0")
+        self._default(rdir + "/start")
+        self._default(rdir + "/end")
 
     def _rebuild(self, rel: str, count: int, make: str) -> None:
         parent = rel.rsplit("/", 1)[0]
@@ -290,13 +290,13 @@ class FakeDamonSysfs:
         if count < 0:
             raise _err(errno.EINVAL, rel)
         if self.running:
-            raise _err(errno.EBUSY, rel)
+            raise _err(facts.NR_KDAMONDS_WHILE_RUNNING, rel)
         self.started.clear()
         self._rebuild(rel, count, "_make_kdamond")
 
     def _w_nr_contexts(self, rel: str, value: str) -> None:
         count = kstrtoint(value, rel)
-        if count < 0 or count > 1:
+        if count < 0 or count > facts.NR_CONTEXTS_MAX:
             raise _err(errno.EINVAL, rel)
         self._rebuild(rel, count, "_make_context")
 
@@ -385,7 +385,7 @@ class FakeDamonSysfs:
         index = int(rel.split("/")[1])
         command = next((c for c in STATE_COMMANDS if sysfs_streq(value, c)), None)
         if command is None:
-            raise _err(errno.EINVAL, rel)
+            raise _err(facts.UNKNOWN_STATE_COMMAND, rel)
         kdir = f"kdamonds/{index}"
         if command == "on":
             if index in self.running:
@@ -401,9 +401,9 @@ class FakeDamonSysfs:
             self._start_perf_events(kdir)
         elif command == "off":
             if index not in self.started:
-                raise _err(errno.EINVAL, rel)
+                raise _err(facts.OFF_WHEN_NEVER_STARTED, rel)
             if index not in self.running:
-                raise _err(errno.EPERM, rel)
+                raise _err(facts.OFF_WHEN_STOPPED, rel)
             self.stop(index)
         else:
             if index not in self.running:
@@ -446,8 +446,8 @@ class FakeDamonSysfs:
             for r_index in range(int(self.get(tdir + "/regions/nr_regions"))):
                 rdir = f"{tdir}/regions/{r_index}"
                 start, end = int(self.get(rdir + "/start")), int(self.get(rdir + "/end"))
-                if start > end or start < previous_end:
-                    raise _err(errno.EINVAL, rdir)
+                if start >= end or start < previous_end:  # empty: EINVAL (measured)
+                    raise _err(facts.EMPTY_REGION_AT_ON, rdir)
                 previous_end = end
 
     def _start_perf_events(self, kdir: str) -> None:

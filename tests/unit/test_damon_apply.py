@@ -10,6 +10,7 @@ import pytest
 from ansible.module_utils.damon_apply import (
     Applier,
     ApplyError,
+    RealSysfs,
     applier_main,
     apply_spec,
     diff_text,
@@ -388,9 +389,17 @@ def test_paths_outside_the_admin_root_are_refused(fake, rel):
 def test_symlink_escape_is_refused(fake, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
+    (outside / "state").write_text("untouched\n")
     os.symlink(outside, fake.root + "/kdamonds/escape")
-    with pytest.raises(ApplyError, match="resolves outside"):
-        Applier(fake, fake.root).abspath("kdamonds/escape/state")
+    io = RealSysfs(fake.root)
+    with pytest.raises(OSError) as info:
+        io.write(fake.root + "/kdamonds/escape/state", "on")
+    assert info.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    with pytest.raises(OSError) as info:
+        io.read(fake.root + "/kdamonds/escape/state")
+    assert info.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    assert io.exists(fake.root + "/kdamonds/escape/state") is False
+    assert (outside / "state").read_text() == "untouched\n"
 
 
 def test_values_with_newlines_are_refused(fake):
@@ -447,7 +456,9 @@ def test_applier_check_on_a_copied_tree(fake, tmp_path, capsys):
     config.write_text(
         "# managed\n" + json.dumps({"damon_perf_kdamonds": [EXAMPLE], "damon_perf_settle_time": 0})
     )
-    assert load_config(str(config))["damon_perf_kdamonds"][0]["operations"] == "vaddr"
+    loaded = load_config(str(config))
+    assert loaded.spec.kdamonds[0].operations == "vaddr"
+    assert loaded.settle_time == 0
     rc = applier_main(["--config", str(config), "--check", "--root", fake.root])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["changed"] is False and out["layout"] == "rfc-v3"
