@@ -554,14 +554,19 @@ def locked(state_dir: Path, host: str, wait: float = LOCK_WAIT) -> Iterator[Path
             if time.monotonic() > deadline:
                 raise StateError(f"another update held {lock} for {wait:g} s; is one stuck?")
             time.sleep(pause)
-            pause = min(pause * 2, 0.02)
+            pause = min(pause * 2, 0.002)
         yield lock
     finally:
         os.close(fd)
 
 
 def write_record(path: Path, text: str) -> None:
-    """Replace *path* with *text* atomically: a 0600 temporary file, fsync, rename."""
+    """Replace *path* with *text* atomically: a 0600 temporary file, fsync, rename.
+
+    A reader sees the old record or the new one, never a part; after a crash the file
+    holds one of the two (the rename itself is not synced: a lost last update is a
+    record one step behind, which the next run brings up to date).
+    """
     path = Path(path)
     ensure_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".rollout.", dir=path.parent)
@@ -576,11 +581,6 @@ def write_record(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def apply(

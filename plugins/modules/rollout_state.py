@@ -17,12 +17,26 @@ description:
     phase (install, reboot, gate, default, fallback) when it started and finished, how long
     it took and its results (the gate's checks).
   - With O(state=present), applies O(values) and a phase O(event) / O(result) and writes
-    the record atomically (temporary file and rename) when anything but C(updated_at)
-    changes. A new O(values.inputs_hash) starts a new record (the old one is kept under
+    the record when anything but C(updated_at) changes. The read, the update and the
+    write hold an C(fcntl) lock of the host's record (C(.<host>.lock) in O(state_dir)), so
+    concurrent updates are never lost; the write is atomic (a temporary file, fsync,
+    rename). Records are written mode 0600; a missing O(state_dir) is created mode 0700.
+    A new O(values.inputs_hash) starts a new record (the old one is kept under
     C(previous)).
   - With O(state=query), returns the record of O(host) (null when none) and whether it says
     the host finished the rollout of O(inputs_hash) / O(kernel_release).
   - With O(state=list), returns every record of O(state_dir) and a report table.
+  - >-
+    A bad record is never skipped or half used. Every record read is checked whole (UTF-8,
+    JSON, every key's type, status, phases, times, gate checks). With O(state=present) or
+    O(state=query), a bad record of O(host) fails that host with a message naming the file
+    and the field, for example
+    C(rollout record /x/lab1.json: phases.gate.checks[0]: 5 is not an object; move the
+    file aside or delete it (the host's next rollout then starts a new record)).
+    With O(state=list), the task fails naming every bad file and its problem, and still
+    returns the good records (RV(records), RV(rows), RV(lines)) and RV(bad_records).
+    C(damon-fleet status) and C(damon-fleet report) read the records the same way
+    (C(rollout_state.scan)), list the bad ones separately with their problem, and exit 1.
 author:
   - damon-fleet contributors
 attributes:
@@ -133,6 +147,19 @@ lines:
   returned: state is list
   type: list
   elements: str
+bad_records:
+  description: The files of O(state_dir) that are not usable records, each with the
+    problem (the field and what is wrong with it).
+  returned: state is list
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The file.
+      type: str
+    problem:
+      description: What is wrong with it.
+      type: str
 """
 
 from pathlib import Path

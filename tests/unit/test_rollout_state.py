@@ -266,3 +266,199 @@ def test_scan_of_a_missing_dir_or_a_file(tmp_path: Path) -> None:
     assert scan(tmp_path / "none", None) == ([], [])
     (tmp_path / "file").write_text("x")
     assert scan(tmp_path / "file", None) == ([], [(tmp_path / "file", "not a directory")])
+
+
+# ------------------------------------------------------------ is_done: every condition
+
+
+def test_is_done_needs_the_done_status() -> None:
+    record = full_record()
+    for status in ("installing", "installed", "rebooting", "gate_passed", "failed"):
+        assert not is_done({**record, "status": status}, HASH, NEW), status
+
+
+def test_is_done_needs_the_same_kernel_release() -> None:
+    record = full_record()
+    assert not is_done(record, HASH, OLD)
+    assert not is_done({**record, "kernel_release": OLD}, HASH, NEW)
+    assert not is_done({**record, "kernel_release": None}, HASH, NEW)
+
+
+# --------------------------------------------------------------- bad records, everywhere
+
+GOOD = {"format": 1, "host": "lab1"}
+BAD_RECORDS = [
+    (b"\xff\xfe{}", "not UTF-8 text (bad byte at offset 0)"),
+    (b'{"format": 1, "host": "lab1", "kernel_release": "6.12\xe9"}',
+     "not UTF-8 text (bad byte at offset 53)"),
+    (b"{", "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+    (b"[" * 100_000, "not JSON: nested too deeply"),
+    (b"[]", "a list is not a JSON object"),
+    (b'{"format": 1, "host": "lab1", "host": "lab2"}', "not JSON: duplicate key 'host'"),
+    ({**GOOD, "phases": []}, "phases: a list is not an object"),
+    ({**GOOD, "phases": {"gate": 5}}, "phases.gate: 5 is not an object"),
+    ({**GOOD, "phases": {"gate": None}}, "phases.gate: None is not an object"),
+    ({**GOOD, "phases": {"dance": {}}},
+     "phases.dance: unknown phase; known: install, reboot, gate, default, fallback"),
+    ({**GOOD, "phases": {"install": {"started": "yesterday"}}},
+     "phases.install.started: 'yesterday' is not a UTC time like 2026-01-31T12:00:00Z"),
+    ({**GOOD, "phases": {"install": {"started": 17}}},
+     "phases.install.started: 17 is not a UTC time like 2026-01-31T12:00:00Z"),
+    ({**GOOD, "phases": {"install": {"started": "2026-13-01T00:00:00Z"}}},
+     "phases.install.started: '2026-13-01T00:00:00Z' is not a UTC time like "
+     "2026-01-31T12:00:00Z"),
+    ({**GOOD, "phases": {"install": {"started": "\u0662\u0660\u0662\u0666-01-01T00:00:00Z"}}},
+     "phases.install.started: '\u0662\u0660\u0662\u0666-01-01T00:00:00Z' is not a UTC time "
+     "like 2026-01-31T12:00:00Z"),
+    ({**GOOD, "phases": {"install": {"seconds": "12"}}},
+     "phases.install.seconds: '12' is not a number of seconds"),
+    (b'{"format": 1, "host": "lab1", "phases": {"install": {"seconds": NaN}}}',
+     "not JSON: NaN is not a JSON number"),
+    ({**GOOD, "phases": {"gate": {"checks": [5]}}}, "phases.gate.checks[0]: 5 is not an object"),
+    ({**GOOD, "phases": {"gate": {"checks": "release"}}},
+     "phases.gate.checks: 'release' is not a list"),
+    ({**GOOD, "phases": {"gate": {"checks": [{"name": "release", "ok": "yes"}]}}},
+     "phases.gate.checks[0].ok: 'yes' is not true or false"),
+    ({**GOOD, "phases": {"gate": {"passed": "no"}}},
+     "phases.gate.passed: 'no' is not true, false or null"),
+    ({**GOOD, "status": "happy"},
+     "status: 'happy' is not one of pending, installing, installed, rebooting, gate_passed, "
+     "done, failed, reboot_required"),
+    ({**GOOD, "batch": "1"}, "batch: '1' is not an integer or null"),
+    ({**GOOD, "batch": True}, "batch: True is not an integer or null"),
+    ({**GOOD, "kernel_release": ["6.12"]}, "kernel_release: a list is not a string or null"),
+    ({**GOOD, "error": "x" * 500, "kernel_after": 5}, "kernel_after: 5 is not a string or null"),
+    ({**GOOD, "updated_at": "now"},
+     "updated_at: 'now' is not a UTC time like 2026-01-31T12:00:00Z"),
+    ({**GOOD, "colour": "red"},
+     "colour: unknown key; known: batch, error, format, host, inputs_hash, kernel_after, "
+     "kernel_before, kernel_release, layout, phases, previous, series, status, updated_at"),
+    ({**GOOD, "format": 2}, "format: 2 is not 1"),
+    ({"format": 1, "host": "lab2"}, "host: the record belongs to 'lab2', not lab1"),
+    ({**GOOD, "previous": {**GOOD, "phases": {"gate": 1}}},
+     "previous.phases.gate: 1 is not an object"),
+    ({**GOOD, "previous": 3}, "previous: 3 is not a JSON object"),
+]  # fmt: skip
+
+
+def _bytes(content: object) -> bytes:
+    return content if isinstance(content, bytes) else json.dumps(content).encode()
+
+
+@pytest.mark.parametrize(("content", "problem"), BAD_RECORDS)
+def test_a_bad_record_is_one_error_naming_the_file_and_field(content: object, problem: str) -> None:
+    with pytest.raises(StateError) as caught:
+        parse(_bytes(content), "lab1", "/s/lab1.json")
+    assert str(caught.value) == f"rollout record /s/lab1.json: {problem}"
+    assert caught.value.problem == problem and caught.value.path == "/s/lab1.json"
+
+
+def test_an_error_quotes_at_most_a_short_piece_of_the_value() -> None:
+    with pytest.raises(StateError) as caught:
+        parse(json.dumps({**GOOD, "status": "x" * 100_000}), "lab1")
+    assert len(str(caught.value)) < 250
+
+
+def test_a_record_larger_than_the_limit_is_refused() -> None:
+    with pytest.raises(StateError, match=r"larger than 1048576 bytes: not a record"):
+        parse(json.dumps({**GOOD, "error": "x" * 2_000_000}), "lab1")
+
+
+@pytest.mark.parametrize(("content", "problem"), BAD_RECORDS)
+def test_the_module_fails_the_host_naming_the_file_field_and_fix(
+    tmp_path: Path, content: object, problem: str
+) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    path = state_dir / "lab1.json"
+    path.write_bytes(_bytes(content))
+    expected = (
+        f"rollout state: rollout record {path}: {problem}; move the file aside or delete it "
+        "(the host's next rollout then starts a new record)"
+    )
+    for args in (
+        {"state": "query", "inputs_hash": HASH, "kernel_release": NEW},
+        {"values": {"status": "installing"}, "phase": "install", "event": "start"},
+        {"values": {"status": "done"}, "_ansible_check_mode": True},
+    ):
+        done = run_module(rollout_state.main, {"state_dir": str(state_dir), "host": "lab1", **args})
+        assert done.failed, args
+        assert done.result["msg"] == expected
+    assert path.read_bytes() == _bytes(content)  # left for the operator to look at
+    listed = run_module(rollout_state.main, {"state_dir": str(state_dir), "state": "list"})
+    assert listed.failed
+    assert listed.result["msg"] == (
+        f"rollout state: bad records: {path}: {problem}; move the file aside or delete it "
+        "(the host's next rollout then starts a new record)"
+    )
+    assert listed.result["bad_records"] == [{"path": str(path), "problem": problem}]
+    assert scan(state_dir, None) == ([], [(path, problem)])
+
+
+def test_the_module_lists_good_records_next_to_the_bad_ones(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state(tmp_path, host="lab1", values={"status": "done"})
+    (state_dir / "lab2.json").write_text(json.dumps({"format": 1, "host": "lab2", "phases": 1}))
+    listed = run_module(rollout_state.main, {"state_dir": str(state_dir), "state": "list"})
+    assert listed.failed
+    assert [r["host"] for r in listed.result["records"]] == ["lab1"]
+    assert listed.result["lines"][0].startswith("lab1: done")
+    assert listed.result["bad_records"] == [
+        {"path": str(state_dir / "lab2.json"), "problem": "phases: 1 is not an object"}
+    ]
+    # another host's bad record does not fail this host
+    assert state(tmp_path, host="lab1", state="query")["record"]["status"] == "done"
+
+
+def test_a_record_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    (state_dir / "lab1.json").mkdir(parents=True)
+    done = run_module(
+        rollout_state.main, {"state_dir": str(state_dir), "host": "lab1", "state": "query"}
+    )
+    assert done.failed
+    assert done.result["msg"] == (
+        f"rollout state: rollout record {state_dir / 'lab1.json'}: cannot read: Is a directory; "
+        "move the file aside or delete it (the host's next rollout then starts a new record)"
+    )
+    assert scan(state_dir, None) == ([], [(state_dir / "lab1.json", "cannot read: Is a directory")])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"values": {"batch": "2"}}, "values.batch: '2' is not an integer or null"),
+        ({"values": {"kernel_release": 6}}, "values.kernel_release: 6 is not a string or null"),
+        ({"phase": "gate", "result": {"checks": [1]}},
+         "result: phases.gate.checks[0]: 1 is not an object"),
+        ({"phase": "gate", "result": {"started": "soon"}},
+         "result: phases.gate.started: 'soon' is not a UTC time like 2026-01-31T12:00:00Z"),
+    ],
+)  # fmt: skip
+def test_an_update_cannot_write_what_would_not_parse(kwargs: dict, message: str) -> None:
+    with pytest.raises(StateError) as caught:
+        update(None, "lab1", T0, **kwargs)
+    assert str(caught.value) == message
+
+
+def test_update_refuses_a_bad_record_given_to_it() -> None:
+    with pytest.raises(StateError) as caught:
+        update({**GOOD, "phases": {"install": {"started": "x"}}}, "lab1", T0,
+               phase="install", event="finish")  # fmt: skip
+    assert str(caught.value) == (
+        "rollout record of lab1: phases.install.started: 'x' is not a UTC time like "
+        "2026-01-31T12:00:00Z"
+    )
+
+
+def test_a_bad_host_name_fails_before_anything_is_written(tmp_path: Path) -> None:
+    done = run_module(
+        rollout_state.main,
+        {"state_dir": str(tmp_path / "state"), "host": "../x", "values": {"status": "done"}},
+    )
+    assert done.failed
+    assert done.result["msg"] == (
+        "rollout state: host name '../x' cannot name a state file "
+        "(letters, digits and _ . : @ - only)"
+    )
+    assert list(tmp_path.iterdir()) == []
