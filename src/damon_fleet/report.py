@@ -613,8 +613,11 @@ def _run_facts(report: Mapping[str, Any]) -> list[str]:
     if spans:
         out.append("time: " + ", ".join(spans))
     for batch in report.get("batches") or []:
-        took = f" in {_seconds(batch['seconds'])}" if batch.get("seconds") is not None else ""
-        out.append(f"batch {batch['batch']}: {', '.join(batch.get('hosts') or [])}{took}")
+        took = f" in {_seconds(batch.get('seconds'))}" if batch.get("seconds") is not None else ""
+        hosts = ", ".join(str(h) for h in batch.get("hosts") or [])
+        out.append(f"batch {batch.get('batch')}: {hosts}{took}")
+    for bad in report.get("bad_records") or []:
+        out.append(f"unusable rollout record {bad.get('path')}: {bad.get('problem')}")
     return out
 
 
@@ -782,3 +785,72 @@ def render_status(rows: Sequence[Mapping[str, Any]], fmt: str = "table") -> str:
     if not texts:
         return "no host seen yet\n"
     return "\n".join(_align(header, texts)) + "\n"
+
+
+# --- validation of a stored report -------------------------------------------------------
+
+_ROW_MAPPINGS = ("failure", "kernel", "gate", "perf", "damon", "last_task")
+
+
+def report_problem(report: object) -> str | None:
+    """What keeps *report* (a stored ``report.json``) from being shown, or None.
+
+    Checks the shape the renderers and :func:`fleet_status` read: ``format``, ``run``,
+    ``hosts`` (each with a host name and a known outcome), ``summary``, ``batches``.
+    """
+    if not isinstance(report, Mapping):
+        return f"not a JSON object but {type(report).__name__}"
+    if report.get("format") != FORMAT:
+        return f"format is {report.get('format')!r}, expected {FORMAT}"
+    if not isinstance(report.get("run"), Mapping):
+        return "run is missing or not an object"
+    for key in ("started", "finished", "id", "command", "status"):
+        value = report["run"].get(key)
+        if value is not None and not isinstance(value, str):
+            return f"run.{key} is {type(value).__name__}, expected a string"
+    hosts = report.get("hosts")
+    if not isinstance(hosts, list):
+        return "hosts is missing or not a list"
+    for index, row in enumerate(hosts):
+        where = f"hosts[{index}]"
+        if not isinstance(row, Mapping):
+            return f"{where} is not an object"
+        if not isinstance(row.get("host"), str) or not row["host"]:
+            return f"{where}.host is not a host name"
+        if row.get("outcome") not in OUTCOMES:
+            return f"{where}.outcome is {row.get('outcome')!r}, expected one of {OUTCOMES}"
+        for key in _ROW_MAPPINGS:
+            if row.get(key) is not None and not isinstance(row[key], Mapping):
+                return f"{where}.{key} is not an object"
+        for key in ("phase_seconds", "stage_seconds"):
+            if row.get(key) is not None and not isinstance(row[key], Mapping):
+                return f"{where}.{key} is not an object"
+        gate = row.get("gate") or {}
+        if not isinstance(gate.get("checks") or [], list) or not all(
+            isinstance(c, Mapping) for c in gate.get("checks") or []
+        ):
+            return f"{where}.gate.checks is not a list of objects"
+        perf = row.get("perf") or {}
+        if not isinstance(perf.get("events") or [], list) or not all(
+            isinstance(e, Mapping) for e in perf.get("events") or []
+        ):
+            return f"{where}.perf.events is not a list of objects"
+        damon = row.get("damon") or {}
+        for key in ("kdamonds", "perf_failures"):
+            if not isinstance(damon.get(key) or [], list):
+                return f"{where}.damon.{key} is not a list"
+    summary = report.get("summary")
+    if not isinstance(summary, Mapping) or not all(isinstance(v, list) for v in summary.values()):
+        return "summary is missing or not an object of lists"
+    batches = report.get("batches") or []
+    if not isinstance(batches, list) or not all(
+        isinstance(b, Mapping) and isinstance(b.get("hosts") or [], list) for b in batches
+    ):
+        return "batches is not a list of objects"
+    for key in ("build", "timing"):
+        if report.get(key) is not None and not isinstance(report[key], Mapping):
+            return f"{key} is not an object"
+    bad = report.get("bad_records") or []
+    if not isinstance(bad, list) or not all(isinstance(b, Mapping) for b in bad):
+        return "bad_records is not a list of objects"
+    return None
