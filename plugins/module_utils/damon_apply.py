@@ -491,9 +491,11 @@ class Applier:
                 continue
             current = self._read(rel)
             if current is None and not self.check_mode:
+                layout = self.result.layout
                 raise ApplyError(
-                    f"{self.abspath(rel)} does not exist; the kernel's DAMON sysfs differs "
-                    f"from the {self.result.layout} layout",
+                    f"{self.abspath(rel)} does not exist (symbolic links below {self.root} are "
+                    "not followed); the kernel's DAMON sysfs differs from the "
+                    + (f"{layout} layout" if layout else "DAMON sysfs ABI"),
                     self.result,
                 )
             if same_value(rel, current, value):

@@ -104,6 +104,34 @@ options:
       - The kernel log device read for dropped perf events.
     type: path
     default: /dev/kmsg
+  boot_unit:
+    description:
+      - Inputs of the boot-time unit and applier the C(damon_perf) role installs, checked
+        here so that a bad value fails before anything on the host changes. They are not
+        used otherwise.
+      - C(after_units) are checked as systemd unit names (C(prefix[@instance].suffix) of
+        C([A-Za-z0-9:_.@\-]), a unit type suffix, at most 255 characters).
+      - C(config_dir), C(lib_dir), C(applier_path) and C(python) must be absolute paths
+        without control characters; C(python) (a C(#!) line) also without spaces.
+    type: dict
+    suboptions:
+      after_units:
+        description: Units the boot-time unit orders itself after.
+        type: list
+        elements: raw
+        default: []
+      config_dir:
+        description: Where the rendered config goes.
+        type: raw
+      lib_dir:
+        description: Where the applier's Python code goes.
+        type: raw
+      applier_path:
+        description: The applier command.
+        type: raw
+      python:
+        description: The applier's interpreter.
+        type: raw
 notes:
   - Needs root (sysfs files are mode 0600) and C(CONFIG_DAMON_SYSFS=y).
   - With several perf events per kdamond a single failure line cannot be tied to one event;
@@ -202,7 +230,7 @@ from ansible.module_utils.damon_apply import (
     host_max_sample_rate,
 )
 from ansible.module_utils.damon_plan import LayoutError, PlanError
-from ansible.module_utils.damon_spec import SpecError, parse_spec
+from ansible.module_utils.damon_spec import SpecError, check_boot_unit, parse_spec
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "kdamonds": {"type": "list", "elements": "dict", "required": True},
@@ -221,6 +249,16 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "settle_time": {"type": "float", "default": 1.0},
     "root": {"type": "path", "default": "/sys/kernel/mm/damon/admin"},
     "kernel_log": {"type": "path", "default": "/dev/kmsg"},
+    "boot_unit": {
+        "type": "dict",
+        "options": {
+            "after_units": {"type": "list", "elements": "raw", "default": []},
+            "config_dir": {"type": "raw"},
+            "lib_dir": {"type": "raw"},
+            "applier_path": {"type": "raw"},
+            "python": {"type": "raw"},
+        },
+    },
 }
 
 
@@ -235,6 +273,8 @@ def run(module: AnsibleModule) -> None:
     """Map the typed errors of module_utils to fail_json, in one place."""
     params = module.params
     try:
+        if params["boot_unit"] is not None:
+            check_boot_unit(params["boot_unit"])
         spec = parse_spec(
             params["kdamonds"],
             params["no_event_policy"],
@@ -243,7 +283,7 @@ def run(module: AnsibleModule) -> None:
         )
         result = apply_spec(
             spec,
-            RealSysfs(),
+            RealSysfs(params["root"]),
             params["root"],
             KmsgLog(params["kernel_log"]),
             HostResolver(),
