@@ -10,6 +10,8 @@ and the tests.
 * :func:`render_trial_script`: an ``/etc/grub.d`` script that emits a copy of the regular
   entry under a fixed id, with extra kernel arguments (``panic=N`` so a kernel that
   panics at boot reboots into the saved default);
+* :func:`check_release`, :func:`check_extra_args`: the release and the extra arguments
+  refused before they reach a title, a file name or the trial entry's command line;
 * :func:`entry_ref`: the string ``grub-reboot`` / ``grub-set-default`` take for an entry
   (its id, prefixed by the submenu id when it sits in a submenu).
 """
@@ -31,6 +33,14 @@ _BEGIN = re.compile(r"^### BEGIN (?P<script>\S+) ###$")
 _LINUX = re.compile(r"^\s*linux(?:efi|16)?\s+(?P<args>.*)$")
 _INITRD = re.compile(r"^\s*initrd(?:efi|16)?\s+(?P<args>.*)$")
 _SAFE_ARG = re.compile(r"[A-Za-z0-9_.,:/=+@%-]+")
+# A kernel release as ``uname -r`` prints it (at most 64 characters, __NEW_UTS_LEN).
+RELEASE = re.compile(r"[0-9][A-Za-z0-9._+~-]{0,63}")
+# Kernel arguments the trial entry sets itself and that no extra argument may override:
+# the kernel takes the last panic=, so panic=0 (wait forever) or a long timeout would keep
+# a panicking trial kernel from rebooting into the saved default, the previous kernel.
+# A negative value (reboot at once) still falls back, but the timeout has one input
+# (panic_timeout), so every panic= is refused.
+RESERVED_ARGS = ("panic",)
 
 
 class GrubError(ValueError):
@@ -230,6 +240,37 @@ def entry_matches(entries: Iterable[MenuEntry], ref: str, entry: MenuEntry) -> b
     return False
 
 
+def _shown(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_release(release: object) -> str:
+    """Refuse a release that is not one ``uname -r`` could print (it goes into a menu
+    title, file names and the trial script)."""
+    if not isinstance(release, str) or not RELEASE.fullmatch(release):
+        raise GrubError(
+            f"release (kernel_install_release): {_shown(release)} is not accepted (a kernel "
+            "release as uname -r prints it: a digit first, then letters, digits, "
+            "'.', '_', '+', '~', '-'; at most 64 characters)"
+        )
+    return release
+
+
+def check_extra_args(extra: Sequence[str]) -> None:
+    """Refuse extra trial arguments with unsafe characters or that defeat the fallback."""
+    for arg in extra:
+        key = arg.split("=", 1)[0]
+        if key in RESERVED_ARGS:
+            raise GrubError(
+                f"extra_args (kernel_install_trial_cmdline_extra): {_shown(arg)} is not "
+                "accepted: the trial entry sets panic=N itself (panic_timeout, role input "
+                "kernel_install_panic_timeout) so that a kernel that panics reboots into "
+                "the previous one; another panic= would override it (panic=0 never reboots)"
+            )
+    check_args(extra)
+
+
 def check_args(args: Sequence[str]) -> None:
     """Refuse kernel arguments that could break out of the generated script."""
     for arg in args:
@@ -244,7 +285,7 @@ def trial_args(base: Sequence[str], extra: Sequence[str], panic_timeout: int) ->
     """The regular entry's arguments, ``panic=`` replaced, ``extra`` appended."""
     if panic_timeout < 1:
         raise GrubError("the panic timeout must be at least 1 second (panic=N reboots)")
-    check_args(extra)
+    check_extra_args(extra)
     kept = [arg for arg in base if not arg.startswith("panic=")]
     return [*kept, f"panic={panic_timeout}", *extra]
 
@@ -258,6 +299,7 @@ def render_trial_script(
     :func:`trial_args`, under title ``damon-fleet trial <release>`` and id
     :data:`TRIAL_ID`, so ``grub-reboot damon-fleet-trial`` boots it exactly once.
     """
+    check_release(release)
     if entry.kernel is None:
         raise GrubError(f"entry {entry.title!r} has no linux line")
     check_args(entry.args)

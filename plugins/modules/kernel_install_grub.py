@@ -44,10 +44,16 @@ options:
   release:
     description:
       - The kernel release (C(uname -r)). Required for V(trial) and V(default).
+      - Refused, whatever the action, unless it is a release C(uname -r) could print (a
+        digit first, then letters, digits, C(._+~-), at most 64 characters): it goes into
+        the trial entry's title and script.
     type: str
   extra_args:
     description:
       - Kernel arguments added to the trial entry only (letters, digits, C(_.,:/=+@%-)).
+      - C(panic=) is refused (checked whatever the action) - the trial entry sets
+        C(panic=N) from O(panic_timeout), and the kernel takes the last C(panic=), so
+        C(panic=0) would keep a panicking kernel from rebooting into the previous one.
     type: list
     elements: str
     default: []
@@ -136,6 +142,8 @@ from ansible.module_utils.grub_entries import (
     TRIAL_ID,
     GrubError,
     MenuEntry,
+    check_extra_args,
+    check_release,
     entry_matches,
     entry_ref,
     find_kernel_entry,
@@ -218,6 +226,14 @@ def main() -> None:
     changed = False
     diff: dict[str, Any] = {"before": "", "after": ""}
     try:
+        # Refused before anything is read or changed, whatever the action.
+        if release is not None:
+            check_release(release)
+        check_extra_args(params["extra_args"])
+        if params["panic_timeout"] < 1:
+            raise GrubError(
+                "panic_timeout (kernel_install_panic_timeout): must be at least 1 second"
+            )
         entries = grub.entries()
         env = grub.env()
         entry = _entry(entries, release, required=action in ("trial", "default"))

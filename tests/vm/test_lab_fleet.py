@@ -86,7 +86,11 @@ def test_up_writes_the_inventory_and_every_vm_answers(fleet: Fleet) -> None:
         assert hv["ansible_host"] == "127.0.0.1"
         assert hv["ansible_user"] == "root"
         assert hv["ansible_python_interpreter"] == "/usr/bin/python3"
-        assert "StrictHostKeyChecking=no" in hv["ansible_ssh_common_args"]
+        # Host keys are checked against the lab's own known-hosts file, written at `lab up`.
+        known_hosts = (fleet.state_dir / "known_hosts").resolve()
+        assert "StrictHostKeyChecking=yes" in hv["ansible_ssh_common_args"]
+        assert f"UserKnownHostsFile={known_hosts}" in hv["ansible_ssh_common_args"]
+        assert f"[127.0.0.1]:{hv['ansible_port']} ssh-ed25519 " in known_hosts.read_text()
         assert fleet.vm_json(name)["ssh_port"] == hv["ansible_port"]
         proc = fleet.ssh(name, "uname -r")
         assert proc.returncode == 0, proc.stderr
