@@ -244,6 +244,7 @@ REASON_NO_ADDR = "events opened, but none samples data addresses (ADDR/PHYS_ADDR
 
 _INT_RE = re.compile(r"(-?)(?:0[xX]([0-9a-fA-F]{1,32})|([0-9]{1,40}))(?![0-9A-Za-z_])")
 _SIMPLE_FIELD_RE = re.compile(r"([a-z_][a-z0-9_]*)[ \t]+(0x[0-9a-fA-F]{1,32}|[0-9]{1,40})$")
+_SPACE_RE = re.compile(r"\s*")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FLAGS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\s*\|\s*[A-Za-z][A-Za-z0-9_]*)*")
 _OPEN_RE = re.compile(
@@ -412,25 +413,35 @@ class DamonEvent:
 # --------------------------------------------------------------------------- values
 
 
-def _parse_int(text: str) -> tuple[int, str] | None:
-    """Leading integer of ``text`` (decimal or 0x hex) and what follows it."""
-    m = _INT_RE.match(text)
+def _parse_int(text: str, pos: int = 0) -> tuple[int, int] | None:
+    """Integer (decimal or 0x hex) at ``text[pos:]`` and the position after it."""
+    m = _INT_RE.match(text, pos)
     if m is None:
         return None
     sign, hex_digits, dec_digits = m.groups()
     value = int(hex_digits, 16) if hex_digits is not None else int(dec_digits)
-    return (-value if sign else value), text[m.end() :]
+    return (-value if sign else value), m.end()
 
 
-def _split_annotation(rest: str) -> tuple[str | None, str]:
-    """``(annotation) tail`` -> (annotation, tail); an unclosed parenthesis runs to the end."""
-    rest = rest.lstrip()
-    if not rest.startswith("("):
-        return None, rest
-    close = rest.rfind(")")
+def _skip_space(text: str, pos: int) -> int:
+    """The first position at or after ``pos`` that is not whitespace."""
+    m = _SPACE_RE.match(text, pos)
+    return pos if m is None else m.end()
+
+
+def _split_annotation(text: str, pos: int = 0) -> tuple[str | None, int]:
+    """``(annotation) tail`` at ``text[pos:]`` -> (annotation, position of the tail).
+
+    The annotation runs to the last ``)`` of the line (an unclosed parenthesis runs to the
+    end), so a line is scanned once however many fields it holds.
+    """
+    pos = _skip_space(text, pos)
+    if not text.startswith("(", pos):
+        return None, pos
+    close = text.rfind(")", pos)
     if close < 0:
-        return rest[1:].strip() or None, ""
-    return rest[1:close].strip() or None, rest[close + 1 :].strip()
+        return text[pos + 1 :].strip() or None, len(text)
+    return text[pos + 1 : close].strip() or None, _skip_space(text, close + 1)
 
 
 def _decode_bits(value: int, names: tuple[str, ...]) -> list[str]:
@@ -446,66 +457,86 @@ def _decode_bits(value: int, names: tuple[str, ...]) -> list[str]:
 
 def _parse_fields(text: str, out: list[tuple[str, FieldValue, str | None]]) -> bool:
     """Parse ``name value [(annotation)]`` (possibly several on one line, as very old perf
-    printed them) into ``out``.  Returns False when the line does not start with a field."""
-    simple = _SIMPLE_FIELD_RE.match(text)
+    printed them) into ``out``.  Returns False when the line does not start with a field.
+
+    One pass over the line, without recursion: a line of any number of fields takes time
+    linear in its length."""
+    pos = _parse_field(text, 0, out)
+    if pos is None:
+        return False
+    end = len(text)
+    while pos is not None and pos < end:
+        pos = _skip_space(text, pos)
+        while pos < end and text[pos] == ",":
+            pos += 1
+        pos = _parse_field(text, _skip_space(text, pos), out)
+    return True
+
+
+def _parse_field(text: str, pos: int, out: list[tuple[str, FieldValue, str | None]]) -> int | None:
+    """One field at ``text[pos:]`` appended to ``out``; the position after it, or None (and
+    nothing appended) when no field starts there."""
+    end = len(text)
+    if pos >= end:
+        return None
+    simple = _SIMPLE_FIELD_RE.match(text, pos)
     if simple is not None and simple.group(1) in _SIMPLE_NAMES:
         # fast path: "name   123" / "name   0x1f", the bulk of every block
         name, number = simple.groups()
         plain = int(number[2:], 16) if number[:2] == "0x" else int(number)
         out.append((_RENAMED.get(name, name), plain, None))
-        return True
-    if text.startswith("{"):
-        end = text.find("}")
-        if end < 0:
-            return False
-        name = BRACE_FIELD_NAMES.get("".join(text[: end + 1].split()))
-        if name is None:
-            return False
-        rest = text[end + 1 :]
+        return end
+    if text.startswith("{", pos):
+        close = text.find("}", pos)
+        if close < 0:
+            return None
+        brace = BRACE_FIELD_NAMES.get("".join(text[pos : close + 1].split()))
+        if brace is None:
+            return None
+        name = brace
+        rest = close + 1
         known = True
         gap = 1
     else:
-        m = _IDENT_RE.match(text)
+        m = _IDENT_RE.match(text, pos)
         if m is None:
-            return False
+            return None
         name = m.group(0)
-        rest = text[m.end() :]
+        rest = m.end()
+        gap = _skip_space(text, rest) - rest
         known = name in _KNOWN
-        stripped = rest.lstrip()
-        gap = len(rest) - len(stripped)
         if known:
             name = _RENAMED.get(name, name)
         elif not (name.islower() and len(name) + gap >= 33):
             # An unknown name is only taken from perf's "%-32s %s" layout.
-            return False
-    rest = rest.lstrip(" \t:=")
-    if not rest:
-        return False
+            return None
+    while rest < end and text[rest] in " \t:=":
+        rest += 1
+    if rest >= end:
+        return None
+    value: FieldValue
+    annotation: str | None = None
     if name in _FLAG_FIELDS:
-        parsed = _parse_int(rest)
+        parsed = _parse_int(text, rest)
         if parsed is not None:
-            value: FieldValue = _decode_bits(parsed[0] & ((1 << 64) - 1), _BITS[name])
+            value = _decode_bits(parsed[0] & ((1 << 64) - 1), _BITS[name])
             tail = parsed[1]
         else:
-            fm = _FLAGS_RE.match(rest)
+            fm = _FLAGS_RE.match(text, rest)
             if fm is None:
-                return False
+                return None
             value = [p.strip() for p in fm.group(0).split("|")]
-            tail = rest[fm.end() :]
-        out.append((name, value, None))
-        annotation = None
+            tail = fm.end()
     else:
-        parsed = _parse_int(rest)
+        parsed = _parse_int(text, rest)
         if parsed is None:
-            return False
-        annotation, tail = _split_annotation(parsed[1])
-        if not known and (tail or gap < 1):
-            return False
-        out.append((name, parsed[0], annotation))
-    tail = tail.strip().lstrip(",").strip()
-    if tail:
-        _parse_fields(tail, out)
-    return True
+            return None
+        annotation, tail = _split_annotation(text, parsed[1])
+        if not known and (tail < end or gap < 1):
+            return None
+        value = parsed[0]
+    out.append((name, value, annotation))
+    return tail
 
 
 # --------------------------------------------------------------------------- parser
@@ -523,6 +554,11 @@ class _Parser:
         self.fd_owner: dict[int, AttrBlock] = {}
         self.saw_failure_line = False
         self.last_field: str | None = None
+        # indexes kept so that every line costs the same however long the log is
+        self.error_set: set[str] = set()  # the texts in result.errors
+        self.saw_paranoid = False  # an error naming perf_event_paranoid was collected
+        self.block_by_name: dict[str, AttrBlock] = {}  # last block of each Opening: name
+        self.failed_by_pmu: dict[str, AttrBlock] = {}  # last block of a PMU with an errno
 
     # -- block handling
     def start_block(self) -> None:
@@ -530,6 +566,8 @@ class _Parser:
         block = AttrBlock(index=len(self.result.blocks))
         block.messages_before = self.pending_messages
         block.name = self.pending_name
+        if block.name is not None:
+            self.block_by_name[block.name] = block
         self.pending_messages = []
         self.pending_name = None
         self.pending_precise = None
@@ -559,17 +597,21 @@ class _Parser:
             self.last_field = name
 
     # -- paragraphs of error text
+    def add_error(self, text: str) -> None:
+        if text and text not in self.error_set:
+            self.error_set.add(text)
+            self.result.errors.append(text)
+            if "perf_event_paranoid" in text:
+                self.saw_paranoid = True
+
     def end_paragraph(self) -> None:
         if self.paragraph is not None:
-            text = " ".join(self.paragraph).strip()
-            if text and text not in self.result.errors:
-                self.result.errors.append(text)
+            self.add_error(" ".join(self.paragraph).strip())
             self.paragraph = None
 
     def error_line(self, text: str) -> None:
         self.end_paragraph()
-        if text not in self.result.errors:
-            self.result.errors.append(text)
+        self.add_error(text)
 
     # -- lines
     def line(self, raw: str) -> None:
@@ -662,7 +704,7 @@ class _Parser:
             self.error_line(s[idx:])
             return True
         if "perf_event_paranoid" in s and self.paragraph is None:
-            if not any("perf_event_paranoid" in e for e in self.result.errors):
+            if not self.saw_paranoid:
                 self.finish_block()
                 self.saw_failure_line = True
                 self.paragraph = [s]
@@ -671,16 +713,9 @@ class _Parser:
 
     def mark_removed(self, event: str, pmu: str | None) -> None:
         blocks = self.result.blocks
-        target: AttrBlock | None = None
-        for block in reversed(blocks):
-            if block.name is not None and block.name == event:
-                target = block
-                break
+        target = self.block_by_name.get(event)
         if target is None and pmu:
-            for block in reversed(blocks):
-                if block.pmu_hint == pmu and block.last_errno is not None:
-                    target = block
-                    break
+            target = self.failed_by_pmu.get(pmu)
         if target is None and blocks and blocks[-1].opens and not blocks[-1].opens[-1].succeeded:
             target = blocks[-1]
         if target is not None:
@@ -730,6 +765,8 @@ class _Parser:
             elif block is not None:
                 # the open line itself is missing (cut from the log): keep the outcome
                 opens.append(OpenAttempt(pid=-1, cpu=-1, group_fd=-1, flags=0, errno=errno))
+            if block is not None and block.pmu_hint is not None:  # its last open has errno
+                self.failed_by_pmu[block.pmu_hint] = block
 
     def finish(self) -> ParseResult:
         self.finish_block()
