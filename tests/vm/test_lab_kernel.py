@@ -502,3 +502,57 @@ def test_region_addresses_accept_hex(sysfs: GuestSysfs) -> None:
             ["r", f"{T0}/regions/0/start"],
         ]
     ) == ["ok", "ok", "ok", "ok", "ok", "1048576\n"]
+
+
+# --------------------------------------------------------------------------- the facts table
+
+
+def test_every_default_matches_the_facts_table(sysfs: GuestSysfs) -> None:
+    """Every file of the mainline tree reads, right after its directory is created, what
+    plugins/module_utils/damon_kernel_facts.py says (the planner and the unit fake use
+    that table); the 6.12 state rules the table records hold here too."""
+    from ansible.module_utils import damon_kernel_facts as facts
+
+    numbers = {"<K>": "0", "<C>": "0", "<T>": "0", "<R>": "0"}
+
+    def concrete(key: str) -> str:
+        for placeholder, number in numbers.items():
+            key = key.replace(placeholder, number)
+        return f"{ADMIN}/{key}"
+
+    keys = sorted(facts.MAINLINE_DEFAULTS)
+    results = sysfs.batch(
+        [
+            ["w", f"{KD}/nr_kdamonds", "1"],
+            ["w", f"{K0}/contexts/nr_contexts", "1"],
+            ["w", f"{C0}/targets/nr_targets", "1"],
+            ["w", f"{T0}/regions/nr_regions", "1"],
+        ]
+        + [["r", concrete(key)] for key in keys]
+    )
+    assert results[:4] == ["ok"] * 4
+    read = dict(zip(keys, results[4:], strict=True))
+    written = {
+        "kdamonds/nr_kdamonds": "1\n",
+        "kdamonds/<K>/contexts/nr_contexts": "1\n",
+        "kdamonds/<K>/contexts/<C>/targets/nr_targets": "1\n",
+        "kdamonds/<K>/contexts/<C>/targets/<T>/regions/nr_regions": "1\n",
+    }
+    expected = {key: written.get(key, facts.MAINLINE_DEFAULTS[key] + "\n") for key in keys}
+    assert read == expected
+    assert facts.parse_avail_operations(read["kdamonds/<K>/contexts/<C>/avail_operations"]) == list(
+        facts.AVAIL_OPERATIONS_ORDER
+    )
+    # Never started: off is the errno the table records; unknown keywords too.
+    assert sysfs.batch(
+        [
+            ["w", f"{K0}/state", "off"],
+            ["w", f"{K0}/state", "update_tuned_intervals"],
+        ]
+    ) == [errno_name(facts.OFF_WHEN_NEVER_STARTED), errno_name(facts.UNKNOWN_STATE_COMMAND)]
+
+
+def errno_name(code: int) -> str:
+    import errno as errno_module
+
+    return errno_module.errorcode[code]
