@@ -10,6 +10,7 @@ import pytest
 from ansible.module_utils.grub_entries import (
     TRIAL_ID,
     GrubError,
+    check_release,
     entry_matches,
     entry_ref,
     find_kernel_entry,
@@ -271,3 +272,90 @@ def test_module_trial_of_an_unknown_release_fails(
     )
     done = run_module(kernel_install_grub.main, fake.args(action="trial", release="6.1.0"))
     assert done.failed and "no regular entry for kernel 6.1.0" in done.result["msg"]
+
+
+# --------------------------------------------------------------------------- hostile input
+
+PANIC_MSG = (
+    "extra_args (kernel_install_trial_cmdline_extra): {arg} is not accepted: the trial "
+    "entry sets panic=N itself (panic_timeout, role input kernel_install_panic_timeout) so "
+    "that a kernel that panics reboots into the previous one; another panic= would "
+    "override it (panic=0 never reboots)"
+)
+RELEASE_MSG = (
+    "release (kernel_install_release): {release} is not accepted (a kernel release as "
+    "uname -r prints it: a digit first, then letters, digits, '.', '_', '+', '~', '-'; at "
+    "most 64 characters)"
+)
+
+
+@pytest.mark.parametrize("arg", ["panic=0", "panic=-1", "panic=3600", "panic"])
+def test_panic_in_the_extra_arguments_is_refused(arg: str) -> None:
+    """panic=0 after the entry's panic=N would win: a panicking kernel never comes back."""
+    with pytest.raises(GrubError) as err:
+        trial_args(["ro"], ["quiet", arg], 5)
+    assert str(err.value) == PANIC_MSG.format(arg=repr(arg))
+
+
+def test_options_that_only_start_like_panic_are_kept() -> None:
+    assert trial_args(["ro"], ["panic_on_warn=1", "oops=panic"], 5) == [
+        "ro",
+        "panic=5",
+        "panic_on_warn=1",
+        "oops=panic",
+    ]
+
+
+@pytest.mark.parametrize(
+    "release",
+    [
+        "6.12.117' --id x { linux /evil }",
+        "6.12.117\nDAMON_FLEET_EOF\ntouch /tmp/x",
+        "-6.12",
+        "../../boot/x",
+        "6" * 65,
+        "",
+        "linux-6.12",
+    ],
+)
+def test_a_release_that_uname_could_not_print_is_refused(release: str) -> None:
+    entry = find_kernel_entry(parse_grub_cfg(FLAT), NEW)
+    with pytest.raises(GrubError) as err:
+        render_trial_script(entry, release, [], 5)
+    shown = repr(release) if len(repr(release)) <= 80 else repr(release)[:77] + "..."
+    assert str(err.value) == RELEASE_MSG.format(release=shown)
+
+
+@pytest.mark.parametrize(
+    "release", ["6.12.111+deb12-cloud-amd64", "5.14.0-427.el9.x86_64", "6.1.0-28-amd64", NEW]
+)
+def test_real_releases_are_accepted(release: str) -> None:
+    assert check_release(release) == release
+
+
+@pytest.mark.parametrize("action", ["query", "trial", "default", "boot_once", "clean"])
+def test_module_refuses_panic_and_bad_release_before_reading_grub(
+    action: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeGrub(tmp_path, FLAT)
+    monkeypatch.setattr(
+        kernel_install_grub.AnsibleModule,
+        "run_command",
+        lambda self, argv, **kw: fake.run_command(argv, **kw),
+    )
+    done = run_module(
+        kernel_install_grub.main, fake.args(action=action, release=NEW, extra_args=["panic=0"])
+    )
+    assert done.failed
+    assert done.result["msg"] == f"kernel_install_grub ({action}): " + PANIC_MSG.format(
+        arg="'panic=0'"
+    )
+    bad = "6.12'; reboot"
+    done = run_module(kernel_install_grub.main, fake.args(action=action, release=bad))
+    assert done.failed
+    assert done.result["msg"] == f"kernel_install_grub ({action}): " + RELEASE_MSG.format(
+        release=repr(bad)
+    )
+    # Nothing was run and nothing written: the GRUB tools were never called.
+    assert fake.calls == []
+    assert not fake.script.exists()
