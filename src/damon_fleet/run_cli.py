@@ -722,6 +722,8 @@ def stop_at_once(command: str, run_dir: Path | None, run: dict[str, Any], signum
         with contextlib.suppress(OSError):
             os.killpg(group, signal.SIGKILL)
     if run_dir is not None:
+        with contextlib.suppress(OSError):
+            (run_dir / "env" / "extravars").unlink()
         with contextlib.suppress(OSError, TypeError, ValueError):
             marked = {**run, "status": "canceled", "finished": _now_iso(), "exit_code": code}
             marked["stopped_at_once"] = signal_name(signum)
