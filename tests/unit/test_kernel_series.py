@@ -131,6 +131,101 @@ def test_git_base_commit_must_be_40_hex() -> None:
     assert ks.validate_manifest(m) == []
 
 
+# Hostile manifests: every value that reaches git, b4, apt or a path is refused, exactly.
+URL_ACCEPTED = (
+    "an https://, http://, git://, ssh:// or file:// URL, an absolute path or "
+    "user@host:path; never a leading '-'"
+)
+HOSTILE_RFC = [
+    (
+        ("source", "message_id"),
+        "--help@x",
+        "source.message_id: '--help@x' is not accepted (a bare Message-ID, local@domain, "
+        "starting with a letter or digit, no angle brackets)",
+    ),
+    (
+        ("source", "message_id"),
+        "-o/tmp/x@example.org",
+        "source.message_id: '-o/tmp/x@example.org' is not accepted (a bare Message-ID, "
+        "local@domain, starting with a letter or digit, no angle brackets)",
+    ),
+    (
+        ("base", "url"),
+        "--upload-pack=touch /tmp/x;git-upload-pack",
+        f"base.url: '--upload-pack=touch /tmp/x;git-upload-pack' is not accepted ({URL_ACCEPTED})",
+    ),
+    (
+        ("base", "url"),
+        "ext::sh -c touch% /tmp/x",
+        f"base.url: 'ext::sh -c touch% /tmp/x' is not accepted ({URL_ACCEPTED})",
+    ),
+    (
+        ("base", "url"),
+        "relative/repo",
+        f"base.url: 'relative/repo' is not accepted ({URL_ACCEPTED})",
+    ),
+    (
+        ("base", "branch"),
+        "--upload-pack=x",
+        "base.branch: '--upload-pack=x' is not accepted (a branch, tag or commit: letters, "
+        "digits, '.', '_', '/', '+', '-'; no leading '-' or '.', no '..')",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "error"), HOSTILE_RFC, ids=[f"{w[1]}={v}" for w, v, _ in HOSTILE_RFC]
+)
+def test_hostile_rfc_manifest_values_are_refused(
+    where: tuple[str, str], value: str, error: str
+) -> None:
+    m = load(RFC)
+    m[where[0]][where[1]] = value
+    assert ks.validate_manifest(m, RFC.name) == [error]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("fragment", "../../../etc/passwd"),
+        ("fragment", "/etc/passwd"),
+        ("fragment", "-config"),
+    ],
+)
+def test_manifest_paths_stay_in_the_series_folder(key: str, value: str) -> None:
+    m = load(LAB)
+    m["config"][key] = value
+    assert ks.validate_manifest(m, LAB.name) == [
+        f"config.{key}: {value!r} is not accepted (a relative path inside the series folder: "
+        "no leading '/' or '-', no '..')"
+    ]
+    m = load(LAB)
+    m["source"]["path"] = value
+    assert ks.validate_manifest(m, LAB.name) == [
+        f"source.path: {value!r} is not accepted (a relative path inside the series folder: "
+        "no leading '/' or '-', no '..')"
+    ]
+
+
+def test_hostile_debian_base_values_are_refused() -> None:
+    m = load(LAB)
+    m["base"]["package"] = "-oDpkg::Pre-Invoke::=touch"
+    m["base"]["tarball"] = "linux.tar.xz"
+    assert ks.validate_manifest(m, LAB.name) == [
+        "base.package: '-oDpkg::Pre-Invoke::=touch' is not accepted (a Debian package name: "
+        "lower-case letters, digits, '.', '+', '-')",
+        "base.tarball: 'linux.tar.xz' is not accepted (an absolute path)",
+    ]
+
+
+def test_an_error_never_quotes_a_huge_value() -> None:
+    m = load(RFC)
+    m["base"]["url"] = "-" + "x" * 100_000
+    (error,) = ks.validate_manifest(m, RFC.name)
+    assert len(error) < 300
+    assert error.startswith("base.url: '-xxxx")
+
+
 # --------------------------------------------------------------------------- mbox
 
 LAB_SUBJECTS = [p["subject"] for p in load(LAB)["patches"]]
