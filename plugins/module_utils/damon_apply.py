@@ -39,11 +39,13 @@ from ansible.module_utils.damon_plan import (
     LAYOUTS,
     LayoutUndetermined,
     Plan,
+    PlanError,
     Write,
     default_value,
     detect_layout,
     is_rebuild_file,
     rebuild_scope,
+    sample_rate_problems,
     structure_writes,
 )
 from ansible.module_utils.damon_plan import (
@@ -527,6 +529,9 @@ class Applier:
             )
         if resolver is not None:
             spec = resolve_targets(spec, resolver)
+        early = sample_rate_problems(spec, max_sample_rate)
+        if early:  # before the directory writes below: a bad input changes nothing
+            raise PlanError("; ".join(early))
 
         # 1. kdamond and context directories, so the layout can be seen
         current_nr = self._current_nr_kdamonds()

@@ -155,6 +155,26 @@ def structure_writes(spec: DamonSpec) -> list[Write]:
     return writes
 
 
+def sample_rate_problems(spec: DamonSpec, max_sample_rate: int | None) -> list[str]:
+    """Events whose ``sample_freq`` exceeds the host's ``perf_event_max_sample_rate``.
+
+    Layout-independent, so it can run before anything is written.
+    """
+    problems: list[str] = []
+    if max_sample_rate is None:
+        return problems
+    for index in range(len(spec.kdamonds)):
+        for e_index, event in enumerate(spec.events_for(index)):
+            freq = event.sample_freq or 0
+            if freq > max_sample_rate:
+                problems.append(
+                    f"damon_perf_kdamonds[{index}].perf_events[{e_index}].sample_freq: "
+                    f"{freq} exceeds /proc/sys/kernel/perf_event_max_sample_rate "
+                    f"({max_sample_rate})"
+                )
+    return problems
+
+
 def plan(spec: DamonSpec, layout: str, max_sample_rate: int | None = None) -> Plan:
     """Ordered writes for ``spec`` on ``layout``.
 

@@ -19,6 +19,7 @@ from ansible.module_utils.damon_apply import (
     parse_perf_failures,
     same_value,
 )
+from ansible.module_utils.damon_plan import PlanError
 from ansible.module_utils.damon_spec import parse_spec
 from damon_examples import EXAMPLE
 from fake_damon_sysfs import FakeDamonSysfs, FakeKernelLog, kstrtoint, kstrtoull
@@ -247,8 +248,9 @@ def test_dead_target_pid_is_a_clear_error(tmp_path):
     fake = FakeDamonSysfs(tmp_path, alive_pids={1})
     with pytest.raises(ApplyError) as info:
         run(fake)
-    assert "writing 'on' to" in str(info.value)
-    assert "EINVAL" in str(info.value)
+    assert str(info.value) == (
+        f"writing 'on' to {fake.root}/kdamonds/0/state failed: EINVAL (Invalid argument)"
+    )
     assert info.value.result is not None and info.value.result.changed
 
 
@@ -257,9 +259,12 @@ def test_silent_fallback_fails_under_fail_policy(tmp_path, cpus):
     fake = FakeDamonSysfs(tmp_path, perf_fail_cpus=cpus)
     with pytest.raises(ApplyError) as info:
         run(fake)
-    message = str(info.value)
-    assert "perf event create failed on CPU 0" in message and "-95" in message
-    assert "accessed-bit" in message
+    assert str(info.value) == (
+        "the kernel dropped perf events (perf event create failed on CPU "
+        + ",".join(str(cpu) for cpu in cpus)
+        + " with -95): DAMON falls back to the page-table accessed-bit check "
+        "(damon_perf_no_event_policy is 'fail')"
+    )
     assert info.value.result.perf_effective is False
     assert len(info.value.result.perf_failures) == len(cpus)
 
@@ -314,8 +319,14 @@ def test_mainline_layout_with_accessed_bit(tmp_path):
 
 def test_mainline_layout_fails_under_fail_policy(tmp_path):
     fake = FakeDamonSysfs(tmp_path, layout="mainline")
-    with pytest.raises(Exception, match="has no perf_events directory"):
+    with pytest.raises(PlanError) as info:
         run(fake)
+    assert str(info.value) == (
+        "damon_perf_kdamonds[0]: the running kernel's DAMON (mainline layout) has no "
+        "perf_events directory (damon_perf_no_event_policy is 'fail')"
+    )
+    assert fake.get("kdamonds/nr_kdamonds") == "1"  # only the directories, to see the layout
+    assert fake.get("kdamonds/0/state") == "off"
 
 
 @pytest.mark.parametrize("layout", ["rfc-v1", "successor"])
@@ -471,4 +482,7 @@ def test_applier_fails_clearly(tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 1
     assert json.loads(captured.out)["failed"] is True
-    assert "damon_perf_kdamonds[0].operations: 'x' is not one of" in captured.err
+    assert captured.err == (
+        "damon-fleet-apply: error: damon_perf_kdamonds[0].operations: 'x' is not one of "
+        "vaddr, fvaddr, paddr\n"
+    )

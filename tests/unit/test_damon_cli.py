@@ -88,20 +88,37 @@ def test_sysfs_root_detects_the_layout(spec_file, tmp_path, capsys, layout):
 def test_unknown_tree_is_a_clear_error(spec_file, tmp_path, capsys):
     (tmp_path / "admin" / "kdamonds" / "0" / "contexts" / "0").mkdir(parents=True)
     assert main(["damon", "plan", spec_file, "--sysfs-root", str(tmp_path / "admin")]) == 2
-    assert "unknown DAMON sysfs layout: looked for" in capsys.readouterr().err
+    ctx = tmp_path / "admin" / "kdamonds" / "0" / "contexts" / "0"
+    assert capsys.readouterr().err == (
+        f"damon-fleet damon plan: unknown DAMON sysfs layout: looked for "
+        f"{ctx}/monitoring_attrs/sample/primitives/perf_events, "
+        f"{ctx}/monitoring_attrs/sample/perf_events, {ctx}/perf_events, "
+        f"{ctx}/monitoring_attrs/intervals; found none\n"
+    )
 
 
 def test_mainline_with_fail_policy_and_bad_spec(spec_file, tmp_path, capsys):
     assert main(["damon", "plan", spec_file, "--layout", "mainline"]) == 2
-    assert "has no perf_events directory" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "damon-fleet damon plan: damon_perf_kdamonds[0]: the running kernel's DAMON (mainline "
+        "layout) has no perf_events directory (damon_perf_no_event_policy is 'fail')\n"
+    )
     bad = tmp_path / "bad.yml"
     bad.write_text(
         "damon_perf_kdamonds: [{operations: vaddr, targets: [{pid: 1}], "
         "intervals: {sample_us: soon}}]\n"
     )
     assert main(["damon", "plan", str(bad), "--layout", "rfc-v3"]) == 2
-    assert "damon_perf_kdamonds[0].intervals.sample_us: 'soon'" in capsys.readouterr().err
-    assert main(["damon", "plan", str(tmp_path / "missing.yml"), "--layout", "rfc-v3"]) == 2
+    assert capsys.readouterr().err == (
+        "damon-fleet damon plan: damon_perf_kdamonds[0].intervals.sample_us: 'soon' is not "
+        "microseconds as an integer, or a duration like '5s', '100ms', '10us', '2m', '1h', "
+        "from 1us to 18446744073709551615us\n"
+    )
+    missing = tmp_path / "missing.yml"
+    assert main(["damon", "plan", str(missing), "--layout", "rfc-v3"]) == 2
+    assert capsys.readouterr().err == (
+        f"damon-fleet damon plan: {missing}: cannot read: ENOENT (No such file or directory)\n"
+    )
 
 
 def test_layout_or_root_is_required(spec_file):

@@ -77,24 +77,30 @@ def test_invalid_input_fails_with_every_problem(fake):
     bad = dict(EXAMPLE, nr_regions={"min": 1, "max": 0})
     done = call(fake, kdamonds=[bad])
     assert done.failed
-    assert done.result["msg"].startswith("invalid input: damon_perf_kdamonds[0].nr_regions.min")
-    assert len(done.result["problems"]) == 2
+    assert done.result["problems"] == [
+        "damon_perf_kdamonds[0].nr_regions.min: 1 is below the kernel minimum of 3",
+        "damon_perf_kdamonds[0].nr_regions: min (1) must not exceed max (0)",
+    ]
+    assert done.result["msg"] == "invalid input: " + "; ".join(done.result["problems"])
     assert fake.writes == []
 
 
 def test_layout_mismatch_fails(fake):
     done = call(fake, layout="successor")
     assert done.failed
-    assert (
+    assert done.result["msg"] == (
         "expected DAMON sysfs layout successor but the running kernel has rfc-v3"
-        in (done.result["msg"])
     )
 
 
 def test_dropped_perf_events_fail_or_warn(tmp_path, fake):
     fake.perf_fail_cpus = (0,)
     done = call(fake)
-    assert done.failed and "perf event create failed on CPU 0" in done.result["msg"]
+    assert done.failed
+    assert done.result["msg"] == (
+        "the kernel dropped perf events (perf event create failed on CPU 0 with -95): DAMON "
+        "falls back to the page-table accessed-bit check (damon_perf_no_event_policy is 'fail')"
+    )
     assert done.result["perf_effective"] is False
     warned = call(fake, no_event_policy="accessed_bit")
     assert not warned.failed
@@ -105,7 +111,12 @@ def test_dropped_perf_events_fail_or_warn(tmp_path, fake):
 def test_sample_freq_above_host_limit(fake):
     with mock.patch.object(damon_sysfs, "host_max_sample_rate", return_value=1000):
         done = call(fake)
-    assert done.failed and "perf_event_max_sample_rate (1000)" in done.result["msg"]
+    assert done.failed
+    assert done.result["msg"] == (
+        "damon_perf_kdamonds[0].perf_events[0].sample_freq: 5000 exceeds "
+        "/proc/sys/kernel/perf_event_max_sample_rate (1000)"
+    )
+    assert fake.writes == []
 
 
 def test_no_event_policy_skip_on_mainline(tmp_path):
