@@ -640,6 +640,7 @@ def run_playbook(
             print(f"damon-fleet: progress: {exc}", file=sys.stderr)
         return True
 
+    make_private_dir(run_dir / "artifacts")
     try:
         thread, runner = ansible_runner.run_async(
             private_data_dir=str(run_dir),

@@ -1,9 +1,16 @@
-"""``damon-fleet deploy`` on the lab fleet: ansible-runner, progress, report, ctrl-C, --resume.
+"""``damon-fleet deploy`` on the lab fleet: ansible-runner, progress, report, ctrl-C,
+SIGTERM, --resume.
 
 Starts its own 2 lab VMs (private state directory and inventory, linked to the lab
 group_vars), runs the real CLI, interrupts it with SIGINT once the canary finished its
 rollout, and resumes: the canary is not rebooted again, the second host is rolled out,
-DAMON is configured, and the report of the run shows both hosts with their kernels.
+DAMON is configured, and the report of the run shows both hosts with their kernels. Then,
+on the same lab and build, a deploy with nothing left to roll out is stopped with SIGTERM
+during detect/configure (exit 143, report, ``canceled``) and resumed without a reboot.
+
+The CLI runs with SIGINT, SIGTERM and SIGHUP at their defaults whatever this test inherited
+(a background job of a non-interactive shell starts with SIGINT ignored, and the CLI then
+keeps ignoring it on purpose).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import pytest
 from lab_inventory import lab_ssh
 
 from damon_fleet._paths import REPO_ROOT
+from damon_fleet.progress import stage_of
 
 pytestmark = pytest.mark.vm
 
@@ -37,6 +45,12 @@ def _env() -> dict[str, str]:
     }
 
 
+def _default_signals() -> None:
+    """In the child: SIGINT, SIGTERM and SIGHUP as a terminal's foreground job has them."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def cli(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "damon_fleet.cli", *args],
@@ -46,7 +60,36 @@ def cli(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
         timeout=timeout,
         check=False,
         env=_env(),
+        restore_signals=True,
+        preexec_fn=_default_signals,
     )
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "damon_fleet.cli", *args],
+        cwd=REPO_ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        restore_signals=True,
+        preexec_fn=_default_signals,
+    )
+
+
+def run_stages(run_dir: Path) -> set[str]:
+    """The stages of the task events ansible-runner has written for a run so far."""
+    stages = set()
+    for path in (run_dir / "artifacts" / "ansible" / "job_events").glob("*.json"):
+        try:
+            data = json.loads(path.read_text()).get("event_data") or {}
+        except (OSError, ValueError):
+            continue  # being written
+        stage = stage_of(data)
+        if stage is not None:
+            stages.add(stage)
+    return stages
 
 
 class Lab:
@@ -99,23 +142,13 @@ def test_interrupted_deploy_resumes_without_rebooting_the_finished_host(lab: Lab
         host: lab.ssh(host, "cat /proc/sys/kernel/random/boot_id") for host in ("lab1", "lab2")
     }
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "damon_fleet.cli",
-            "deploy",
-            "-i",
-            str(lab.inventory),
-            "-e",
-            f"rollout_state_dir={lab.records}",
-            *lab.run_args(),
-        ],
-        cwd=REPO_ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_cli(
+        "deploy",
+        "-i",
+        str(lab.inventory),
+        "-e",
+        f"rollout_state_dir={lab.records}",
+        *lab.run_args(),
     )
     try:
         # ctrl-C as soon as the canary is done (the second batch is about to start)
@@ -134,7 +167,7 @@ def test_interrupted_deploy_resumes_without_rebooting_the_finished_host(lab: Lab
     assert "damon-fleet deploy --resume" in err
     (interrupted,) = sorted(lab.runs.iterdir())
     run = json.loads((interrupted / "run.json").read_text())
-    assert run["status"] == "canceled" and run["exit_code"] == 130
+    assert run["status"] == "canceled" and run["exit_code"] == 130 and run["signal"] == "SIGINT"
     report = json.loads((interrupted / "report.json").read_text())
     assert {h["host"] for h in report["hosts"]} >= {"lab1", "lab2"}
     canary_boot = lab.ssh("lab1", "cat /proc/sys/kernel/random/boot_id")
@@ -170,3 +203,59 @@ def test_interrupted_deploy_resumes_without_rebooting_the_finished_host(lab: Lab
     assert status.returncode == 0, status.stderr
     assert release in status.stdout
     print("\n" + markdown.stdout)
+
+
+def test_sigterm_stops_a_deploy_that_resume_then_finishes(lab: Lab) -> None:
+    """SIGTERM during detect/configure of a deploy with nothing left to roll out: exit 143,
+    the report, ``canceled``; ``deploy --resume`` then finishes without rebooting a host."""
+    hosts = ("lab1", "lab2")
+    rolled_out = all(lab.record(h).get("status") == "done" for h in hosts)
+    boot_ids = {h: lab.ssh(h, "cat /proc/sys/kernel/random/boot_id") for h in hosts}
+    before = set(lab.runs.iterdir()) if lab.runs.exists() else set()
+    started = time.monotonic()
+    proc = start_cli(
+        "deploy",
+        "-i",
+        str(lab.inventory),
+        "-e",
+        f"rollout_state_dir={lab.records}",
+        *lab.run_args(),
+    )
+    try:
+        deadline = time.monotonic() + 1800
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the deploy never reached detect/configure"
+            new = sorted(set(lab.runs.iterdir()) - before) if lab.runs.exists() else []
+            if new and run_stages(new[-1]) & {"detect", "configure"}:
+                break
+            time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    TIMINGS["deploy until SIGTERM (detect/configure)"] = time.monotonic() - started
+    assert proc.returncode == 143, err[-4000:]
+    assert "damon-fleet: SIGTERM: stopping ansible" in err
+    assert "interrupted (SIGTERM)" in err and "damon-fleet deploy --resume" in err
+    (stopped,) = sorted(set(lab.runs.iterdir()) - before)
+    run = json.loads((stopped / "run.json").read_text())
+    assert (run["status"], run["exit_code"], run["signal"]) == ("canceled", 143, "SIGTERM")
+    report = json.loads((stopped / "report.json").read_text())
+    assert report["run"]["status"] == "canceled" and report["run"]["exit_code"] == 143
+    assert {h["host"] for h in report["hosts"]} >= set(hosts)
+    assert not (stopped / "env" / "extravars").exists()
+
+    started = time.monotonic()
+    resumed = cli("deploy", "--resume", *lab.run_args())
+    TIMINGS["deploy --resume after SIGTERM"] = time.monotonic() - started
+    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+    latest = sorted(lab.runs.iterdir())[-1]
+    assert json.loads((latest / "run.json").read_text())["resumed_from"] == stopped.name
+    assert {lab.record(h).get("status") for h in hosts} == {"done"}
+    if rolled_out:  # nothing was left to roll out: no host rebooted
+        for host in hosts:
+            assert lab.ssh(host, "cat /proc/sys/kernel/random/boot_id") == boot_ids[host]
+    for host in hosts:
+        assert lab.ssh(host, "cat /sys/kernel/mm/damon/admin/kdamonds/0/state") == "on"
