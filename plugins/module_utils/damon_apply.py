@@ -247,9 +247,11 @@ class HostResolver:
         self.systemctl = systemctl
 
     def pid_of_pidfile(self, path: str) -> int:
-        words = _read_text(path).split()
+        words = _read_text(path)[:4096].split()
         if not words:
             raise ValueError(f"{path} is empty")
+        if not re.fullmatch(r"[0-9]{1,10}", words[0], re.ASCII):
+            raise ValueError(f"{path} does not start with a pid (ASCII digits)")
         pid = int(words[0], 10)
         if not os.path.isdir(posixpath.join(self.proc, str(pid))):
             raise ValueError(f"pid {pid} from {path} is not running")
@@ -266,7 +268,10 @@ class HostResolver:
         )
         if proc.returncode != 0:
             raise ValueError(f"systemctl show failed: {proc.stderr.strip()}")
-        pid = int(proc.stdout.strip() or "0", 10)
+        text = proc.stdout.strip() or "0"
+        if not re.fullmatch(r"[0-9]{1,10}", text, re.ASCII):
+            raise ValueError(f"systemctl show gave no MainPID for {unit}")
+        pid = int(text, 10)
         if pid <= 0:
             raise ValueError(f"unit {unit} has no main process (not running?)")
         return pid

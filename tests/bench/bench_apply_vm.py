@@ -34,7 +34,13 @@ if str(ROOT / "src") not in sys.path:
 
 TARGET_S = 1.0
 GUEST_DIR = "/tmp/damon-bench"
-MODULE_UTILS = ("damon_spec.py", "damon_plan.py", "damon_apply.py")
+MODULE_UTILS = (
+    "strict_yaml.py",
+    "damon_kernel_facts.py",
+    "damon_spec.py",
+    "damon_plan.py",
+    "damon_apply.py",
+)
 ROLE_TEMPLATES = ROOT / "roles" / "damon_perf" / "templates"
 WORKLOAD_UNIT = "damon-bench-workload.service"
 
@@ -98,7 +104,7 @@ from ansible.module_utils import damon_apply as da
 
 def in_process():
     start = time.perf_counter()
-    spec = da.spec_from_config(da.load_config(config))
+    spec = da.load_config(config).spec
     result = da.apply_spec(spec, da.RealSysfs(), admin, da.KmsgLog(), da.HostResolver(),
                            layout="auto", max_sample_rate=da.host_max_sample_rate(),
                            settle_time=0)

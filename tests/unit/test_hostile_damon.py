@@ -22,7 +22,13 @@ from unittest import mock
 
 import damon_sysfs
 import pytest
-from ansible.module_utils.damon_apply import ApplyError, RealSysfs, applier_main, apply_spec
+from ansible.module_utils.damon_apply import (
+    ApplyError,
+    HostResolver,
+    RealSysfs,
+    applier_main,
+    apply_spec,
+)
 from ansible.module_utils.damon_spec import (
     MAX_KDAMONDS,
     DamonConfig,
@@ -31,6 +37,7 @@ from ansible.module_utils.damon_spec import (
     load_config_text,
     parse_duration_us,
     parse_spec,
+    resolve_targets,
 )
 from damon_examples import EXAMPLE
 from fake_damon_sysfs import FakeDamonSysfs
@@ -869,3 +876,30 @@ def test_fuzz_structures_only_give_a_spec_or_a_spec_error(data: dict[str, Any]) 
 @given(st.lists(_TOKENS, max_size=30).map("".join))
 def test_fuzz_yaml_text_only_gives_a_spec_or_a_spec_error(text: str) -> None:
     _only_spec_or_spec_error(text)
+
+
+# --------------------------------------------------------------------------- host look-ups
+
+
+@pytest.mark.parametrize("content", ["\u0661\u0662\n", "12abc\n", "", "-5\n", "9" * 40 + "\n"])
+def test_pidfile_content_must_be_an_ascii_pid(tmp_path: Path, content: str) -> None:
+    pidfile = tmp_path / "m.pid"
+    pidfile.write_text(content)
+    (tmp_path / "proc" / "12").mkdir(parents=True)
+    spec = parse_spec([dict(EXAMPLE, targets=[{"pidfile": str(pidfile)}])])
+    with pytest.raises(SpecError) as info:
+        resolve_targets(spec, HostResolver(proc=str(tmp_path / "proc")))
+    reason = f"{pidfile} is empty" if not content else f"{pidfile} does not start with a pid"
+    (problem,) = info.value.problems
+    assert problem.startswith(
+        f"damon_perf_kdamonds[0].targets[0]: cannot resolve pidfile '{pidfile}': {reason}"
+    )
+
+
+def test_pidfile_with_a_running_pid_resolves(tmp_path: Path) -> None:
+    pidfile = tmp_path / "m.pid"
+    pidfile.write_text("12\n")
+    (tmp_path / "proc" / "12").mkdir(parents=True)
+    spec = parse_spec([dict(EXAMPLE, targets=[{"pidfile": str(pidfile)}])])
+    resolved = resolve_targets(spec, HostResolver(proc=str(tmp_path / "proc")))
+    assert resolved.kdamonds[0].targets[0].pid == 12
