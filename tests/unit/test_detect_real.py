@@ -1,4 +1,8 @@
-"""Detection run for real on this machine (a VM without PEBS): perf, sysfs, the module."""
+"""Detection run for real on this machine, whatever it is: perf, sysfs, the module.
+
+On a machine without PMU memory events (a VM, like the CI machines) the answer must be
+"none" with the reason; on one with PEBS, IBS or SPE it must be that facility with events.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import ROOT
 
-MEM_EVENTS = [
-    *Path("/sys/bus/event_source/devices").glob("*/events/mem-loads"),
-    *Path("/sys/bus/event_source/devices").glob("ibs_op"),
-    *Path("/sys/bus/event_source/devices").glob("arm_spe*"),
-]
-pytestmark = pytest.mark.skipif(
-    bool(MEM_EVENTS), reason=f"this machine has PMU memory events ({MEM_EVENTS[:1]})"
-)
+DEVICES = Path("/sys/bus/event_source/devices")
+
+
+def expected_facility(devices: Path = DEVICES) -> str:
+    """What this machine's PMUs offer DAMON, from sysfs alone (as perf_mem_facts reports
+    it): ``pebs`` (an Intel core PMU with ``events/mem-loads``), ``ibs`` (``ibs_op``),
+    ``spe`` (``arm_spe*``) or ``none``."""
+    if any(devices.glob("*/events/mem-loads")):
+        return "pebs"
+    if (devices / "ibs_op").is_dir():
+        return "ibs"
+    if any(devices.glob("arm_spe*")):
+        return "spe"
+    return "none"
+
+
+EXPECTED = expected_facility()
 VENV_BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
 
@@ -29,7 +41,7 @@ def test_perf_is_installed() -> None:
     assert shutil.which("perf"), "perf missing: run .ci/bootstrap"
 
 
-def test_module_answers_none_memory_events_not_supported() -> None:
+def test_module_answers_what_the_pmus_offer() -> None:
     proc = subprocess.run(
         [os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "perf_mem_facts", "-o"],
         cwd=ROOT,
@@ -43,9 +55,13 @@ def test_module_answers_none_memory_events_not_supported() -> None:
     result = json.loads(proc.stdout.split("=>", 1)[1])
     facts = result["ansible_facts"]["damon_perf"]
     assert result["changed"] is False
-    assert facts["classification"] == "none"
-    assert facts["damon_perf_events"] == []
-    assert "memory events not supported" in facts["reason"]
+    assert facts["classification"] == EXPECTED
+    if EXPECTED == "none":
+        assert facts["damon_perf_events"] == []
+        assert "memory events not supported" in facts["reason"]
+    else:
+        assert facts["damon_perf_events"], facts
+        assert facts["reason"] is None
     assert facts["perf_version"]
     assert facts["kernel_release"] == os.uname().release
 
@@ -61,7 +77,11 @@ def test_detect_playbook_prints_one_line_per_host() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "localhost: none (no PMU memory events" in proc.stdout.replace("\n        ", " ")
+    out = proc.stdout.replace("\n        ", " ")
+    if EXPECTED == "none":
+        assert "localhost: none (no PMU memory events" in out
+    else:
+        assert f"localhost: {EXPECTED} " in out
 
 
 def test_cli_detect_prints_the_same_facts() -> None:
@@ -76,7 +96,25 @@ def test_cli_detect_prints_the_same_facts() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     facts = json.loads(proc.stdout)
-    assert facts["classification"] == "none"
-    assert "memory events not supported" in facts["reason"]
+    assert facts["classification"] == EXPECTED
+    if EXPECTED == "none":
+        assert "memory events not supported" in facts["reason"]
+    else:
+        assert facts["damon_perf_events"] and facts["reason"] is None
     # no perf.data left behind in the working directory
     assert not (ROOT / "perf.data").exists()
+
+
+def test_the_expectation_follows_the_pmus(tmp_path: Path) -> None:
+    """A machine with PEBS, IBS or SPE expects that facility (the tests above run there
+    too); one without expects none."""
+    assert expected_facility(tmp_path) == "none"
+    (tmp_path / "software" / "events").mkdir(parents=True)
+    assert expected_facility(tmp_path) == "none"
+    (tmp_path / "arm_spe_0").mkdir()
+    assert expected_facility(tmp_path) == "spe"
+    (tmp_path / "ibs_op").mkdir()
+    assert expected_facility(tmp_path) == "ibs"
+    (tmp_path / "cpu_core" / "events").mkdir(parents=True)
+    (tmp_path / "cpu_core" / "events" / "mem-loads").write_text("event=0xcd,umask=0x1,ldlat=3\n")
+    assert expected_facility(tmp_path) == "pebs"

@@ -453,6 +453,51 @@ def test_spr_group_aux_leader_is_not_damons() -> None:
     assert [e.role for e in damon_events(result, "all")] == ["load", "store"]
 
 
+# The first candidate of a PMU (perf type) and role is DAMON's, not the last. No real log
+# in tests/fixtures/perf-mem-logs shows two opened candidates of one role on one PMU
+# (test_real_logs_give_the_first_candidate_per_pmu_and_role checks them all; each has at
+# most one), so this case is built from rows like the other synthetic tests above: a run
+# of `perf record -e cpu/mem-loads,ldlat=30/P -e cpu/mem-loads,ldlat=100/P
+# -e cpu/mem-stores/P -e cpu/mem-stores/`.
+def test_the_first_candidate_per_pmu_and_role_wins() -> None:
+    text = (
+        intel_event("4 (cpu)", "0x1cd (mem-loads)", "0x1f")
+        + opens(1, [3, 4])
+        + intel_event("4 (cpu)", "0x1cd (mem-loads)", "0x67")
+        + opens(1, [5, 6])
+        + intel_event("4 (cpu)", "0x82d0 (mem-stores)")
+        + opens(1, [7, 8])
+        + intel_event("4 (cpu)", "0x82d0 (mem-stores)", precise_ip="1")
+        + opens(1, [9, 10])
+    )
+    result = parse(text)
+    assert [b.index for b in result.opened_events] == [0, 1, 2, 3]
+    assert [e.to_dict() for e in damon_events(result)] == [ev("cpu", 4, 0x1CD, 0x1F)]
+    assert [e.to_dict() for e in damon_events(result, "all")] == [
+        ev("cpu", 4, 0x1CD, 0x1F),
+        ev("cpu", 4, 0x82D0),
+    ]
+    stores = summarize(result, "stores")
+    assert stores["damon_perf_events"] == [ev("cpu", 4, 0x82D0)]
+    assert [e["precise_ip"] for e in stores["events"]] == [3, 3, 3, 1]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_real_logs_give_the_first_candidate_per_pmu_and_role(name: str) -> None:
+    result = parse(load(name))
+    first: dict[tuple[int, str], AttrBlock] = {}
+    for block in result.opened_events:
+        role = event_role(block)
+        if (
+            block.samples_data_address
+            and block.sample_freq_or_period > 0
+            and role in ("load", "store", "data")
+        ):
+            first.setdefault((block.type, role), block)
+    chosen = [(e.type, e.role, e.config, e.config1) for e in damon_events(result, "all")]
+    assert chosen == [(t, r, b.config, b.config1) for (t, r), b in first.items()]
+
+
 def test_aux_recognised_by_config_without_annotation() -> None:
     text = intel_event("4", "0x8203") + opens(1, [3]) + intel_event("4", "0x1cd", "0x1f")
     text += "sys_perf_event_open: pid 1  cpu 0  group_fd 3  flags 0x8 = 4\n"
