@@ -12,7 +12,7 @@ into the run's directory, ``.damon-fleet/runs/<UTC timestamp>/`` of the checkout
     report.json    report.md    report.html
 
 The runs folder and each run's folder are 0700, the files 0600. Values of extra vars whose
-name looks secret (password, passwd, token, secret, key, vault) are stored as
+name looks secret (password, passwd, pass, token, secret, key, vault) are stored as
 ``<redacted>``; ``deploy --resume`` then asks for them again with ``-e``.
 
 Exit codes: 0 every host done, 1 some host failed (listed on stderr), 2 bad input (nothing
@@ -67,9 +67,11 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 REDACTED = "<redacted>"
-# A name is secret when one of its words (split at _ - . and camelCase) is one of these or
-# contains one of the long ones; a name ending in _file/_path/_dir names a place, not a secret.
-SECRET_WORDS = ("password", "passwd", "token", "secret", "key", "vault")
+# A name is secret when one of its words (split at _ - . and camelCase) is one of
+# SECRET_WORDS or contains one of SECRET_PARTS; a name ending in _file/_path/_dir names a
+# place, not a secret.
+SECRET_WORDS = ("password", "passwd", "pass", "passphrase", "token", "secret", "key", "vault")
+SECRET_PARTS = ("password", "passwd", "token", "secret")
 NOT_SECRET_LAST = ("file", "path", "dir", "files", "paths", "dirs")
 MAX_QUOTE = 300
 
@@ -103,11 +105,7 @@ def is_secret_name(name: object) -> bool:
     words = [w for w in re.split(r"[^a-z0-9]+", text) if w]
     if not words or words[-1] in NOT_SECRET_LAST:
         return False
-    return any(
-        word == secret or (len(secret) > 3 and secret in word)
-        for word in words
-        for secret in SECRET_WORDS
-    )
+    return any(word in SECRET_WORDS or any(part in word for part in SECRET_PARTS) for word in words)
 
 
 def redact(value: Any, path: str = "") -> tuple[Any, list[str]]:
@@ -207,6 +205,17 @@ def write_private(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def tighten(folder: Path) -> None:
+    """Folders under *folder* 0700, files 0600 (ansible-runner makes some 0755/0644)."""
+    for root, dirs, files in os.walk(folder):
+        for names, mode in ((dirs, 0o700), (files, 0o600)):
+            for name in names:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):  # os.walk does not follow them either
+                    with contextlib.suppress(OSError):
+                        os.chmod(path, mode)
 
 
 # --- the controller's folders ------------------------------------------------------------
@@ -675,6 +684,7 @@ def run_playbook(
     finally:
         with contextlib.suppress(OSError):
             (run_dir / "env" / "extravars").unlink()
+        tighten(run_dir)
     rc = runner.rc if isinstance(runner.rc, int) else None
     canceled = stop.is_set() or bool(runner.canceled)
     return RunResult(
