@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from ansible.module_utils.rollout_state import apply, scan
 
 WORKERS = 8
@@ -27,17 +32,32 @@ def _worker(state_dir: str, worker: int, start: float) -> None:
         )
 
 
-def test_no_update_is_lost_under_concurrency(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+@pytest.fixture
+def memory_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder in memory when the machine has one (/dev/shm), else tmp_path: the time
+    bound is for the locking, not for the disk's fsync latency, which other work on the
+    machine (a VM run) can make arbitrarily long."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="damon-fleet-records-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_no_update_is_lost_under_concurrency(memory_dir: Path) -> None:
+    state_dir = memory_dir / "state"
     ctx = multiprocessing.get_context("fork")
     start = time.time() + 0.3
-    began = time.monotonic()
     workers = [ctx.Process(target=_worker, args=(str(state_dir), w, start)) for w in range(WORKERS)]
     for process in workers:
         process.start()
     for process in workers:
         process.join(timeout=30)
-    took = time.monotonic() - began
+    took = time.time() - start  # from the moment all workers start updating
     assert [p.exitcode for p in workers] == [0] * WORKERS
     record = json.loads((state_dir / "lab1.json").read_text())
     keys = set(record["phases"]["install"])
