@@ -1,7 +1,9 @@
 """Per-host records of a kernel rollout, kept on the control node.
 
-Pure functions only (the ``rollout_state`` module reads and writes the files). One JSON
-file per host, ``<state_dir>/<host>.json`` (format 1)::
+Pure functions on records (:func:`parse`, :func:`update`, :func:`is_done`,
+:func:`summary_rows`), then the file adapters the ``rollout_state`` module and the CLI
+share (:func:`read_record`, :func:`scan`, :func:`apply`). One JSON file per host,
+``<state_dir>/<host>.json`` (format 1)::
 
     {
       "format": 1,
@@ -28,6 +30,13 @@ file per host, ``<state_dir>/<host>.json`` (format 1)::
 A record for another ``inputs_hash`` is started afresh (the old one is kept under
 ``previous`` without its own ``previous``), so a resumed run skips exactly the hosts that
 finished this build.
+
+A record is checked whole whenever it is read: a bad one is a :class:`StateError` naming
+the file and the field (``phases.gate.checks[0].ok``), never a crash and never skipped in
+silence. The module fails that host (or, listing, names every bad file); the CLI lists
+bad records apart from the good ones. The fix is always the same: move the file aside or
+delete it (:data:`FIX`). Updates hold an ``fcntl`` lock per record (``.<host>.lock``) and
+replace the file atomically; records are 0600, a state directory created here 0700.
 """
 
 from __future__ import annotations
