@@ -45,8 +45,8 @@ options:
     description:
       - The kernel release (C(uname -r)). Required for V(trial) and V(default).
       - Refused, whatever the action, unless it is a release C(uname -r) could print (a
-        digit first, then letters, digits, C(._+~-), at most 64 characters): it goes into
-        the trial entry's title and script.
+        digit first, then letters, digits, C(._+~-), at most 64 characters), as it goes
+        into the trial entry's title and script.
     type: str
   extra_args:
     description:
