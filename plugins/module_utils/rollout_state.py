@@ -477,6 +477,8 @@ def read_record(path: Path, host: str) -> tuple[dict[str, Any] | None, str]:
             data = handle.read(MAX_RECORD_BYTES + 1)
     except FileNotFoundError:
         return None, ""
+    except NotADirectoryError:
+        raise StateError(f"state_dir {Path(path).parent} is not a directory") from None
     except OSError as exc:
         raise StateError(f"cannot read: {exc.strerror or exc}", str(path)) from None
     record = parse(data, host, str(path))
@@ -529,12 +531,12 @@ def ensure_dir(state_dir: Path) -> None:
     state_dir = Path(state_dir)
     if state_dir.is_dir():
         return
-    state_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
+        state_dir.parent.mkdir(parents=True, exist_ok=True)
         state_dir.mkdir(mode=0o700)
-    except FileExistsError:
-        if not state_dir.is_dir():
-            raise
+    except (FileExistsError, NotADirectoryError):
+        if not state_dir.is_dir():  # it, or a folder above it, is a file
+            raise StateError(f"state_dir {state_dir} is not a directory") from None
         return
     os.chmod(state_dir, 0o700)
 

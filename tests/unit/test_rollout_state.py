@@ -462,3 +462,33 @@ def test_a_bad_host_name_fails_before_anything_is_written(tmp_path: Path) -> Non
         "(letters, digits and _ . : @ - only)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("state", ["present", "query"])
+def test_a_state_dir_that_is_a_file_is_named(tmp_path: Path, state: str) -> None:
+    (tmp_path / "state").write_text("not a folder")
+    args = {"state_dir": str(tmp_path / "state"), "host": "lab1", "state": state}
+    done = run_module(rollout_state.main, args)
+    assert done.failed
+    assert done.result["msg"] == f"rollout state: state_dir {tmp_path / 'state'} is not a directory"
+    assert (tmp_path / "state").read_text() == "not a folder"
+    listed = run_module(rollout_state.main, {"state_dir": str(tmp_path / "state"), "state": "list"})
+    assert listed.failed and listed.result["bad_records"] == [
+        {"path": str(tmp_path / "state"), "problem": "not a directory"}
+    ]
+
+
+def test_a_state_dir_under_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    state_dir = tmp_path / "file" / "state"
+    done = run_module(
+        rollout_state.main,
+        {"state_dir": str(state_dir), "host": "lab1", "values": {"status": "done"}},
+    )
+    assert done.failed
+    assert done.result["msg"] == f"rollout state: state_dir {state_dir} is not a directory"
+    query = run_module(
+        rollout_state.main, {"state_dir": str(state_dir), "host": "lab1", "state": "query"}
+    )
+    assert query.result["msg"] == f"rollout state: state_dir {state_dir} is not a directory"
+    assert scan(state_dir, None) == ([], [(state_dir, "not a directory")])
