@@ -58,6 +58,7 @@ from ansible.module_utils.damon_spec import (
     SpecError,
     load_config_text,
     parse_config,
+    parse_settle_time,
     resolve_targets,
 )
 
@@ -797,16 +798,15 @@ def applier_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", default=ADMIN_ROOT, help=argparse.SUPPRESS)
     parser.add_argument(
         "--settle-time",
-        type=float,
         default=None,
         help="seconds to wait after 'on'/'commit' before verifying",
     )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-        settle = args.settle_time
-        if settle is None:
-            settle = config.settle_time
+        settle = config.settle_time
+        if args.settle_time is not None:
+            settle = parse_settle_time(args.settle_time, "--settle-time")
         result = apply_spec(
             config.spec,
             RealSysfs(args.root),

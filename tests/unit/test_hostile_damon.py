@@ -903,3 +903,15 @@ def test_pidfile_with_a_running_pid_resolves(tmp_path: Path) -> None:
     spec = parse_spec([dict(EXAMPLE, targets=[{"pidfile": str(pidfile)}])])
     resolved = resolve_targets(spec, HostResolver(proc=str(tmp_path / "proc")))
     assert resolved.kdamonds[0].targets[0].pid == 12
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e9", "soon"])
+def test_applier_settle_time_option_is_checked(tmp_path: Path, capsys: Any, value: str) -> None:
+    fake = FakeDamonSysfs(tmp_path / "tree")
+    config = tmp_path / "damon.yml"
+    config.write_text(json.dumps({"damon_perf_kdamonds": [EXAMPLE]}))
+    rc = applier_main(["--config", str(config), "--root", fake.root, f"--settle-time={value}"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"damon-fleet-apply: error: --settle-time: {value!r} is not seconds")
+    assert fake.writes == []
