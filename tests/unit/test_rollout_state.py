@@ -26,6 +26,7 @@ from ansible.module_utils.rollout_state import (
     summary_rows,
     update,
 )
+from conftest import FIXTURES
 from module_harness import run_module
 
 T0 = 1_800_000_000.0
@@ -492,3 +493,29 @@ def test_a_state_dir_under_a_file_is_named(tmp_path: Path) -> None:
     )
     assert query.result["msg"] == f"rollout state: state_dir {state_dir} is not a directory"
     assert scan(state_dir, None) == ([], [(state_dir, "not a directory")])
+
+
+def _records_in(value: object, out: list[dict]) -> list[dict]:
+    if isinstance(value, dict):
+        if {"format", "host", "phases"} <= set(value):
+            out.append(value)
+        for item in value.values():
+            _records_in(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _records_in(item, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("fixture", "count"),
+    [("lab-rollout-records.json", 2), ("lab-deploy-rollout-fallback.json", 19)],
+)
+def test_records_of_real_lab_runs_are_valid(fixture: str, count: int) -> None:
+    """The validation refuses nothing the roles really write (records captured from lab
+    runs, in the runner events of tests/fixtures)."""
+    events = json.loads((FIXTURES / "runner-events" / fixture).read_text(encoding="utf-8"))
+    records = _records_in(events, [])
+    assert len(records) == count
+    for record in records:
+        assert parse(render(record), record["host"]) == {**record}
