@@ -1,9 +1,10 @@
 """The per-host report from REAL runner events and rollout records.
 
-localhost-*.json: runs on the development machine; lab-deploy-rollout-fallback.json and
-lab-rollout-records.json: a deploy on 3 lab VMs where lab1 passed its gate, lab2's trial
-kernel panicked and it fell back, and lab3 was never reached. Each file's ``_captured``
-says how it was made.
+localhost-*.json: runs on the development machine (localhost-unreachable-*: with a second
+host, gone1, whose SSH port refuses connections; once complete, once stopped by SIGTERM);
+lab-deploy-rollout-fallback.json and lab-rollout-records.json: a deploy on 3 lab VMs where
+lab1 passed its gate, lab2's trial kernel panicked and it fell back, and lab3 was never
+reached. Each file's ``_captured`` says how it was made.
 """
 
 from __future__ import annotations
@@ -220,3 +221,53 @@ def test_fleet_status_takes_the_newest_value_of_each_field():
         "outcome",
     ]
     assert json.loads(report.render_status(list(rows.values()), "json"))[0]["host"] == "lab1"
+
+
+UNREACHABLE_TASK = "Detect the perf event DAMON should use"
+
+
+def test_unreachable_host_of_a_finished_run_is_unreachable_not_failed():
+    rep = report.build_report(
+        run_info("detect", status="failed", ansible_rc=4),
+        events("localhost-unreachable-detect.json"),
+        [],
+        ["localhost", "gone1"],
+    )
+    rows = {r["host"]: r for r in rep["hosts"]}
+    assert rows["localhost"]["outcome"] == "done"
+    gone = rows["gone1"]
+    assert gone["outcome"] == "unreachable"
+    assert gone["failure"]["unreachable"] is True
+    assert gone["failure"]["stage"] == "detect" and gone["failure"]["task"] == UNREACHABLE_TASK
+    assert "port" in gone["failure"]["reason"] and "Connection refused" in gone["failure"]["reason"]
+    assert rep["summary"]["unreachable"] == ["gone1"]
+    assert rep["summary"]["failed"] == [] and rep["summary"]["done"] == ["localhost"]
+    assert report.cells(gone)["outcome"] == "UNREACHABLE"
+    table = report.render_table(rep)
+    assert "1 done, 1 unreachable" in table.splitlines()[0]
+    assert f"gone1: unreachable in detect, task '{UNREACHABLE_TASK}': " in table
+    assert report.render_html(rep).count('<tr class="bad">') == 1
+
+
+def test_unreachable_host_of_an_interrupted_run_without_stats():
+    evs = events("localhost-unreachable-detect-interrupted.json")
+    assert all(e["event"] != "playbook_on_stats" for e in evs)
+    rep = report.build_report(
+        run_info("detect", status="canceled"), evs, [], ["localhost", "gone1"]
+    )
+    rows = {r["host"]: r for r in rep["hosts"]}
+    assert rows["gone1"]["outcome"] == "unreachable"
+    assert rows["gone1"]["failure"]["unreachable"] is True
+    assert rows["localhost"]["outcome"] == "interrupted"
+    assert rows["localhost"]["last_task"]["task"] == UNREACHABLE_TASK
+    assert rep["summary"]["unreachable"] == ["gone1"] and rep["summary"]["failed"] == []
+    assert rep["summary"]["interrupted"] == ["localhost"]
+
+
+def test_a_failed_host_is_failed_not_unreachable():
+    rep = report.build_report(
+        run_info("verify", status="failed"), events("localhost-verify-failed.json"), [], []
+    )
+    (row,) = rep["hosts"]
+    assert (row["outcome"], row["failure"]["unreachable"]) == ("failed", False)
+    assert rep["summary"]["unreachable"] == []
