@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from unittest import mock
+from pathlib import Path
 
 import pytest
 from ansible.module_utils.lab_qemu import VmState
@@ -41,40 +41,91 @@ def test_parse_extra():
         lab_cli._parse_extra(["novalue"])
 
 
-def test_up_passes_the_role_inputs(tmp_path):
-    with mock.patch.object(lab_cli, "run_playbook", return_value=0) as run:
-        rc = main(
-            [
-                "lab",
-                "up",
-                "--state-dir",
-                str(tmp_path / "s"),
-                "--inventory",
-                str(tmp_path / "h.yml"),
-                "--count",
-                "1",
-                "--kernel-package",
-                "k.deb",
-                "-e",
-                "lab_fleet_memory_mb=2048",
-            ]
-        )
+class FakeRunner:
+    def __init__(self, rc):
+        self.rc = rc
+
+
+@pytest.fixture
+def ansible(monkeypatch):
+    """``ansible_runner.run`` replaced: records its keyword arguments, returns *rc*."""
+    import ansible_runner
+
+    calls = []
+    plan = {"rc": 0}
+
+    def run(**kwargs):
+        calls.append(kwargs)
+        assert Path(kwargs["private_data_dir"]).is_dir()  # a real temporary folder
+        return FakeRunner(plan["rc"])
+
+    monkeypatch.setattr(ansible_runner, "run", run)
+    return plan, calls
+
+
+def test_up_runs_the_lab_playbook_with_the_role_inputs(tmp_path, ansible, capsys):
+    _, calls = ansible
+    rc = main(
+        [
+            "lab",
+            "up",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--inventory",
+            str(tmp_path / "h.yml"),
+            "--count",
+            "1",
+            "--kernel-package",
+            "k.deb",
+            "-e",
+            "lab_fleet_memory_mb=2048",
+        ]
+    )
     assert rc == 0
-    extravars = run.call_args.args[0]
+    (call,) = calls
+    assert call["playbook"] == str(lab_cli.PLAYBOOK)
+    assert call["envvars"]["ANSIBLE_CONFIG"].endswith("/ansible.cfg")
+    assert not Path(call["private_data_dir"]).exists()  # removed after the run
+    extravars = call["extravars"]
     assert extravars["lab_fleet_state"] == "present"
     assert extravars["lab_fleet_count"] == 1
     assert extravars["lab_fleet_state_dir"] == str(tmp_path / "s")
     assert extravars["lab_fleet_inventory_path"] == str(tmp_path / "h.yml")
-    assert extravars["lab_fleet_kernel_packages"][0].endswith("/k.deb")
+    assert extravars["lab_fleet_kernel_packages"] == [str(Path("k.deb").resolve())]
     assert extravars["lab_fleet_memory_mb"] == 2048
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("damon-fleet lab up: done in ")
+    assert out[1] == f"no lab VMs in {tmp_path / 's'}"  # the status after a good run
 
 
-def test_down_keeps_disks_on_request(tmp_path):
-    with mock.patch.object(lab_cli, "run_playbook", return_value=2) as run:
-        rc = main(["lab", "down", "--state-dir", str(tmp_path), "--keep-disks"])
-    assert rc == 2
-    assert run.call_args.args[0]["lab_fleet_state"] == "absent"
-    assert run.call_args.args[0]["lab_fleet_remove_disks"] is False
+@pytest.mark.parametrize(("runner_rc", "code", "word"), [(2, 2, "failed"), (None, 1, "failed")])
+def test_up_reports_a_failed_playbook_and_shows_no_status(
+    tmp_path, ansible, capsys, runner_rc, code, word
+):
+    plan, _ = ansible
+    plan["rc"] = runner_rc
+    assert main(["lab", "up", "--state-dir", str(tmp_path), "--count", "1"]) == code
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith(f"damon-fleet lab up: {word} in ")
+
+
+def test_up_refuses_a_bad_extra_var_before_running(tmp_path, ansible, capsys):
+    _, calls = ansible
+    assert main(["lab", "up", "--state-dir", str(tmp_path), "-e", "novalue"]) == 2
+    assert calls == []
+    assert capsys.readouterr().err == "damon-fleet lab up: expected KEY=VALUE, got 'novalue'\n"
+
+
+def test_down_keeps_disks_on_request(tmp_path, ansible, capsys):
+    plan, calls = ansible
+    plan["rc"] = 2
+    assert main(["lab", "down", "--state-dir", str(tmp_path), "--keep-disks"]) == 2
+    assert calls[-1]["extravars"]["lab_fleet_state"] == "absent"
+    assert calls[-1]["extravars"]["lab_fleet_remove_disks"] is False
+    assert capsys.readouterr().out.startswith("damon-fleet lab down: failed in ")
+    plan["rc"] = 0
+    assert main(["lab", "down", "--state-dir", str(tmp_path)]) == 0
+    assert calls[-1]["extravars"]["lab_fleet_remove_disks"] is True
 
 
 def test_status_of_stopped_and_empty_fleets(tmp_path, capsys):
