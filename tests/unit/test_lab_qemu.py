@@ -377,6 +377,16 @@ def base_image(tmp_path):
     return str(image)
 
 
+def _alive(pid: int) -> bool:
+    """Whether process *pid* still runs: it exists and is neither a zombie nor dead (the
+    stand-in's parent, a shell, is gone, so nothing may reap it at once)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def _vm(state_dir, **kw):
     return {"name": "lab1", "state_dir": str(state_dir), **kw}
 
@@ -390,6 +400,7 @@ def test_lab_vm_start_is_idempotent_and_stop_kills_by_pid(tmp_path, fake_qemu, b
     vm = first.result["vm"]
     assert vm["state"] == "running"
     pid = vm["pid"]
+    assert _alive(pid)
     assert os.path.exists(f"{state_dir}/lab1/disk.qcow2")
     recorded = json.loads((state_dir / "lab1" / "vm.json").read_text())
     assert recorded["ssh_port"] == vm["ssh_port"]
@@ -412,7 +423,7 @@ def test_lab_vm_start_is_idempotent_and_stop_kills_by_pid(tmp_path, fake_qemu, b
         stopped = run_module(lab_vm.main, _vm(state_dir, state="stopped", remove_disk=True))
     assert stopped.result["changed"]
     assert stopped.result["vm"]["state"] == "stopped"
-    assert not os.path.exists(f"/proc/{pid}") or running_pid(f"{state_dir}/lab1/qemu.pid") is None
+    assert not _alive(pid), f"QEMU stand-in {pid} still runs"
     assert not (state_dir / "lab1" / "disk.qcow2").exists()
     assert not (state_dir / "lab1" / "qemu.pid").exists()
     assert (state_dir / "lab1" / "vm.json").exists()
