@@ -36,9 +36,15 @@ def events(name):
 
 @pytest.fixture(autouse=True)
 def restore_handlers():
-    saved = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
-    yield saved
-    for signum, handler in saved.items():
+    """Each test starts with the dispositions of a foreground job, whatever the tier
+    inherited (started in the background, SIGINT is ignored; under nohup, SIGHUP), and
+    the inherited ones are back afterwards."""
+    inherited = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+    for signum, handler in inherited.items():
         signal.signal(signum, handler)
 
 
@@ -301,7 +307,7 @@ def test_a_second_signal_stops_at_once_and_kills_ansible(tmp_path, inventory):
         assert proc.poll() is None  # ... and waits for ansible, which does not stop
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        _out, err = proc.communicate(timeout=10)
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:
