@@ -9,6 +9,7 @@ test proves the checkout's ``.damon-fleet/{runs,state}`` did not change."""
 from __future__ import annotations
 
 import json
+import stat
 
 import pytest
 from conftest import FIXTURES
@@ -256,21 +257,24 @@ def test_resume_reuses_inventory_limit_vars_and_state_dir(tmp_path, inventory, r
     plan["events"] = events("localhost-detect.json")
     runs = tmp_path / "runs"
     state = tmp_path / "state"
-    main(
-        [
-            "deploy",
-            "-i",
-            str(inventory),
-            "-l",
-            "lab1,lab2",
-            "--check",
-            "-e",
-            "x=1",
-            "-e",
-            f"rollout_state_dir={state}",
-            "--runs-dir",
-            str(runs),
-        ]
+    assert (
+        main(
+            [
+                "deploy",
+                "-i",
+                str(inventory),
+                "-l",
+                "lab1,lab2",
+                "--check",
+                "-e",
+                "x=1",
+                "-e",
+                f"rollout_state_dir={state}",
+                "--runs-dir",
+                str(runs),
+            ]
+        )
+        == 0
     )
     first = run_cli.list_runs(runs)[0].name
     assert main(["deploy", "--resume", "-e", "y=2", "--runs-dir", str(runs)]) == 0
@@ -294,7 +298,8 @@ def test_report_and_status_of_past_runs(tmp_path, inventory, replay, capsys):
     runs = tmp_path / "runs"
     plan["events"] = events("localhost-detect.json")
     state = f"rollout_state_dir={tmp_path / 'state'}"  # no records: only the run is seen
-    main(["detect", "-i", str(inventory), "-l", "localhost", "-e", state, "--runs-dir", str(runs)])
+    argv = ["detect", "-i", str(inventory), "-l", "localhost", "-e", state, "--runs-dir", str(runs)]
+    assert main(argv) == 0
     capsys.readouterr()
     assert main(["report", "--runs-dir", str(runs), "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -319,3 +324,25 @@ def test_new_run_dirs_are_unique(tmp_path):
     first = run_cli.new_run_dir(tmp_path, now=0)
     second = run_cli.new_run_dir(tmp_path, now=0)
     assert (first.name, second.name) == ("19700101T000000Z", "19700101T000000Z-2")
+
+
+def test_runs_are_private_and_an_open_runs_dir_is_tightened(tmp_path, inventory, replay):
+    plan, _ = replay
+    plan["events"] = events("localhost-detect.json")
+    runs = tmp_path / "runs"
+    runs.mkdir(mode=0o755)
+    runs.chmod(0o755)
+    assert main(["detect", "-i", str(inventory), "-l", "localhost", "--runs-dir", str(runs)]) == 0
+    (run_dir,) = run_cli.list_runs(runs)
+    assert stat.S_IMODE(runs.stat().st_mode) == 0o700
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    for name in ("run.json", "report.json", "report.md", "report.html"):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
+
+
+def test_state_dir_default_follows_the_environment(tmp_path, inventory, replay, monkeypatch):
+    _, calls = replay
+    monkeypatch.setenv(run_cli.STATE_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert main(["detect", "-i", str(inventory), "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert calls[-1]["extravars"]["rollout_state_dir"] == str(tmp_path / "elsewhere")
