@@ -22,6 +22,8 @@ from typing import Any
 from ansible.module_utils.lab_qemu import SSH_OPTIONS, format_table, list_vms, vm_status
 
 from damon_fleet._paths import REPO_ROOT, runner_envvars
+from damon_fleet.signals import STOP_SIGNALS, StopSignals, signal_name
+from damon_fleet.signals import exit_code as signal_exit_code
 
 PLAYBOOK = REPO_ROOT / "playbooks" / "lab.yml"
 DEFAULT_STATE_DIR = REPO_ROOT / ".damon-fleet" / "lab"
@@ -29,13 +31,30 @@ DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
 STATUS_COLUMNS = ("name", "ssh_port", "pid", "state", "accel", "kernel")
 SSH_TIMEOUT = 10.0
 EXIT_BAD_INPUT = 2
+STOPPED_CODES = frozenset(signal_exit_code(s) for s in STOP_SIGNALS)
+
+
+def _stop_at_once(signum: int) -> None:
+    os.write(
+        2,
+        f"\ndamon-fleet lab: second signal ({signal_name(signum)}): stopped at once; "
+        "a VM may be half-started: run damon-fleet lab status\n".encode(),
+    )
+    os._exit(signal_exit_code(signum))
 
 
 def run_playbook(extravars: dict[str, Any], verbosity: int = 0) -> int:
-    """Run ``playbooks/lab.yml`` with *extravars*; return its exit status."""
+    """Run ``playbooks/lab.yml`` with *extravars*; return its exit status.
+
+    SIGTERM, SIGHUP and SIGINT stop it as they stop a run (:mod:`damon_fleet.signals`):
+    ansible-runner's cancel stops ansible-playbook and the exit status is 128 + N.
+    """
     import ansible_runner
 
-    with tempfile.TemporaryDirectory(prefix="damon-fleet-lab-") as private:
+    with (
+        StopSignals(on_second=_stop_at_once) as stop,
+        tempfile.TemporaryDirectory(prefix="damon-fleet-lab-") as private,
+    ):
         runner = ansible_runner.run(
             private_data_dir=private,
             project_dir=str(REPO_ROOT),
@@ -44,9 +63,21 @@ def run_playbook(extravars: dict[str, Any], verbosity: int = 0) -> int:
             envvars=runner_envvars(),
             verbosity=verbosity or None,
             quiet=False,
+            cancel_callback=stop.is_set,
         )
         rc = runner.rc
+    if stop.is_set() and stop.signum is not None:
+        print(f"damon-fleet lab: {signal_name(stop.signum)}: ansible stopped", file=sys.stderr)
+        return signal_exit_code(stop.signum)
     return int(rc) if isinstance(rc, int) else 1
+
+
+def _outcome(rc: int) -> str:
+    if rc == 0:
+        return "done"
+    if rc in STOPPED_CODES:
+        return "stopped"
+    return "failed"
 
 
 def _vm_count(text: str) -> int:
@@ -106,7 +137,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     extravars.update(extra)
     started = time.monotonic()
     rc = run_playbook(extravars, args.verbose)
-    outcome = "done" if rc == 0 else "failed"
+    outcome = _outcome(rc)
     print(f"damon-fleet lab up: {outcome} in {time.monotonic() - started:.0f}s")
     if rc == 0:
         print_status(Path(args.state_dir), json_output=False)
@@ -121,7 +152,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     }
     started = time.monotonic()
     rc = run_playbook(extravars, args.verbose)
-    outcome = "done" if rc == 0 else "failed"
+    outcome = _outcome(rc)
     print(f"damon-fleet lab down: {outcome} in {time.monotonic() - started:.0f}s")
     return rc
 

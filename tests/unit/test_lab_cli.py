@@ -151,3 +151,31 @@ def test_status_of_stopped_and_empty_fleets(tmp_path, capsys):
 def test_guest_kernel_without_port_or_key():
     assert lab_cli.guest_kernel(0, "key") is None
     assert lab_cli.guest_kernel(22, "") is None
+
+
+def test_sigterm_stops_lab_up_through_the_runner_cancel(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    import ansible_runner
+
+    seen = []
+
+    def run(**kwargs):
+        cancel = kwargs["cancel_callback"]
+        seen.append(cancel())
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread
+        seen.append(cancel())
+        return FakeRunner(254)  # what ansible-runner returns once canceled
+
+    saved = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(ansible_runner, "run", run)
+    try:
+        assert main(["lab", "up", "--state-dir", str(tmp_path), "--count", "1"]) == 143
+    finally:
+        assert signal.getsignal(signal.SIGTERM) == saved
+        signal.signal(signal.SIGTERM, saved)
+    assert seen == [False, True]
+    captured = capsys.readouterr()
+    assert "damon-fleet lab: SIGTERM: ansible stopped" in captured.err
+    assert captured.out.startswith("damon-fleet lab up: stopped in ")
