@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Mutation testing of the pure modules with mutmut, in a throw-away copy of the checkout.
+
+    python tests/mutation/run.py                     every module in MODULES
+    python tests/mutation/run.py rollout_state ...   only these
+    python tests/mutation/run.py --list              the modules and their files
+
+Prints, per module, the number of mutants, how many the unit tier kills and the kill rate;
+lists every survivor that ``tests/mutation/accepted.txt`` does not accept, with its diff;
+exits 1 when a module's kill rate (accepted survivors counted as killed) is under
+``GOAL``, 2 on bad arguments. Nothing is written into the checkout: mutmut works in a
+temporary folder (``--keep DIR`` keeps it there for ``mutmut show``/``browse``).
+
+How the copy is laid out: modules import shared code as ``ansible.module_utils.<name>``.
+mutmut names a mutant after the file's path (``src/`` stripped), so each module_utils
+file is also placed at ``src/ansible/module_utils/<name>.py``, and the pytest plugin
+``mutation_paths`` puts that folder first on ``ansible.module_utils.__path__``; the tests
+then import the mutated file under the name mutmut expects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+GOAL = 0.85
+
+# name -> file (relative to the checkout). The mutant keys start with the module path.
+MODULES: dict[str, str] = {
+    "perf_mem_vv": "plugins/module_utils/perf_mem_vv.py",
+    "perf_pmu": "plugins/module_utils/perf_pmu.py",
+    "damon_spec": "plugins/module_utils/damon_spec.py",
+    "damon_plan": "plugins/module_utils/damon_plan.py",
+    "damon_apply": "plugins/module_utils/damon_apply.py",
+    "rollout_state": "plugins/module_utils/rollout_state.py",
+    "kernel_install_gate": "plugins/module_utils/kernel_install_gate.py",
+    "report": "src/damon_fleet/report.py",
+}
+ACCEPTED = Path(__file__).with_name("accepted.txt")
+# Statuses mutmut reports; a timeout means the tests noticed (an endless loop).
+KILLED = {"killed", "timeout"}
+# A mutant mutmut did not get to: the run is incomplete, and no rate is printed for it.
+UNCHECKED = {"not checked"}
+# Survivors shown with their diff (``mutmut show`` takes about a second each).
+SHOW = 60
+
+
+def key_prefix(name: str) -> str:
+    path = MODULES[name]
+    if path.startswith("plugins/module_utils/"):
+        return f"ansible.module_utils.{name}."
+    return path[len("src/") : -len(".py")].replace("/", ".") + "."
+
+
+def workspace_path(name: str) -> str:
+    path = MODULES[name]
+    if path.startswith("plugins/module_utils/"):
+        return f"src/ansible/module_utils/{name}.py"
+    return path
+
+
+def read_accepted() -> dict[str, str]:
+    """``mutant-name  reason`` lines; ``#`` starts a comment."""
+    accepted: dict[str, str] = {}
+    if not ACCEPTED.is_file():
+        return accepted
+    for line in ACCEPTED.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, reason = line.partition(" ")
+            accepted[name] = reason.strip()
+    return accepted
+
+
+def copy_checkout(dest: Path) -> None:
+    files = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for raw in files:
+        if not raw:
+            continue
+        rel = raw.decode()
+        src = ROOT / rel
+        if not src.is_file():
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
+
+
+def write_config(ws: Path, names: list[str]) -> None:
+    for name in names:
+        target = ws / workspace_path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / MODULES[name], target)
+    only = ", ".join(f'"{workspace_path(n)}"' for n in names)
+    copied = ["src/", "plugins/", "roles/", "playbooks/", "kernel-patches/", "inventories/"]
+    also = ", ".join(f'"{p}"' for p in [*copied, "ansible.cfg", "deploy.yml"])
+    section = f"""
+[tool.mutmut]
+source_paths = ["src/"]
+only_mutate = [{only}]
+also_copy = [{also}]
+pytest_add_cli_args = ["-p", "mutation_paths", "-p", "no:cacheprovider", "-x", "-q"]
+pytest_add_cli_args_test_selection = ["tests/unit"]
+use_git_change_detection = false
+"""
+    pyproject = ws / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text(encoding="utf-8") + section, encoding="utf-8")
+
+
+def mutmut(ws: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ws / "tests" / "mutation"), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    env.pop("MUTANT_UNDER_TEST", None)
+    exe = shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
+    return subprocess.run(
+        [exe, *args],
+        cwd=ws,
+        env=env,
+        text=True,
+        check=False,
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if capture else subprocess.DEVNULL,
+    )
+
+
+RESULT = re.compile(r"\s*(?P<name>\S+__mutmut_\d+): (?P<status>.+?)\s*")
+
+
+def results(ws: Path) -> dict[str, str]:
+    out = mutmut(ws, "results", "--all", "true", capture=True).stdout
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        match = RESULT.fullmatch(line)
+        if match:
+            found[match["name"]] = match["status"]
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("modules", nargs="*", metavar="MODULE")
+    parser.add_argument("--list", action="store_true", help="list the modules and exit")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, path in MODULES.items():
+            print(f"{name}\t{path}")
+        return 0
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        print(
+            f"mutation: unknown module {', '.join(unknown)} (accepted: {', '.join(MODULES)})",
+            file=sys.stderr,
+        )
+        return 2
+    names = args.modules or list(MODULES)
+    if args.keep:
+        if args.keep.exists():
+            shutil.rmtree(args.keep)
+        args.keep.mkdir(parents=True)
+        ws = args.keep
+        cleanup = None
+    else:
+        cleanup = tempfile.TemporaryDirectory(prefix="damon-fleet-mutation-")
+        ws = Path(cleanup.name)
+    try:
+        start = time.monotonic()
+        copy_checkout(ws)
+        write_config(ws, names)
+        run = mutmut(ws, "run", "--max-children", str(max(1, args.jobs)), capture=True)
+        found = results(ws)
+        if not found:
+            print(run.stdout[-3000:], run.stderr[-3000:], sep="\n", file=sys.stderr)
+            print("mutation: mutmut reported no mutant", file=sys.stderr)
+            return 1
+        return report(ws, names, found, time.monotonic() - start)
+    finally:
+        if cleanup is not None:
+            cleanup.cleanup()
+
+
+def report(ws: Path, names: list[str], found: dict[str, str], seconds: float) -> int:
+    accepted = read_accepted()
+    failing = []
+    print(f"{'module':<22}{'mutants':>8}{'killed':>8}{'rate':>8}{'accepted':>10}{'with':>8}")
+    for name in names:
+        mine = {k: v for k, v in found.items() if k.startswith(key_prefix(name))}
+        killed = sum(1 for v in mine.values() if v in KILLED)
+        survivors = sorted(k for k, v in mine.items() if v not in KILLED)
+        ok = [k for k in survivors if k in accepted]
+        total = len(mine) or 1
+        rate, with_accepted = killed / total, (killed + len(ok)) / total
+        print(f"{name:<22}{len(mine):>8}{killed:>8}{rate:>8.1%}{len(ok):>10}{with_accepted:>8.1%}")
+        if with_accepted < GOAL:
+            failing.append(name)
+    print(f"time: {seconds:.0f} s; goal: {GOAL:.0%} per module (accepted survivors counted)")
+    survivors = sorted(k for k, v in found.items() if v not in KILLED and k not in accepted)
+    if survivors:
+        print(f"\n{len(survivors)} survivors not accepted (tests/mutation/accepted.txt):")
+        for name in survivors[:SHOW]:
+            diff = mutmut(ws, "show", name, capture=True).stdout
+            changed = [
+                line
+                for line in diff.splitlines()
+                if line[:1] in "+-" and not line.startswith(("+++", "---"))
+            ]
+            print(f"  {name} ({found[name]}): {' | '.join(changed)[:200]}")
+        for name in survivors[SHOW:]:
+            print(f"  {name} ({found[name]})")
+    used = [k for k in accepted if k in found]
+    if used:
+        print(f"\naccepted survivors ({len(used)}):")
+        for name in used:
+            print(f"  {name}: {accepted[name]}")
+    unchecked = sorted(k for k, v in found.items() if v in UNCHECKED)
+    if unchecked:
+        print(
+            f"\nmutation: the run is incomplete, {len(unchecked)} mutants not checked",
+            file=sys.stderr,
+        )
+        return 1
+    if failing:
+        print(f"\nunder {GOAL:.0%}: {', '.join(failing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
