@@ -50,7 +50,8 @@ SERIES_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 # Git URLs: a scheme git runs no command for, or an absolute path, or scp-like
 # user@host:path. Never a leading "-" (git would read an option such as --upload-pack).
 GIT_URL = re.compile(
-    r"(?:(?:https?|git|ssh|file)://[A-Za-z0-9._~%!$&'()*+,;=:@/\[\]-]+"
+    # After "://" neither the user nor the host starts with "-" (ssh would read an option).
+    r"(?:(?:https?|git|ssh|file)://(?!-)(?![^/@]*@-)[A-Za-z0-9._~%!$&'()*+,;=:@/\[\]-]+"
     r"|/[A-Za-z0-9._~%+,=:@/-]*"
     r"|[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:[A-Za-z0-9._~%+,=@/-]+)"
 )

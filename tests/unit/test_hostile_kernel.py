@@ -346,6 +346,24 @@ BAD_INPUTS = [
         "git://, ssh:// or file:// URL, an absolute path or user@host:path; never a leading '-')",
     ),
     (
+        {"base_git_url": "ssh://-oProxyCommand=touch%20x/repo"},
+        "kernel_build_base_git_url: 'ssh://-oProxyCommand=touch%20x/repo' is not accepted (an "
+        "https://, http://, git://, ssh:// or file:// URL, an absolute path or user@host:path; "
+        "never a leading '-')",
+    ),
+    (
+        {"base_git_url": "ssh://-oProxyCommand=x@host/repo"},
+        "kernel_build_base_git_url: 'ssh://-oProxyCommand=x@host/repo' is not accepted (an "
+        "https://, http://, git://, ssh:// or file:// URL, an absolute path or user@host:path; "
+        "never a leading '-')",
+    ),
+    (
+        {"base_git_url": "ssh://git@-oProxyCommand=x/repo"},
+        "kernel_build_base_git_url: 'ssh://git@-oProxyCommand=x/repo' is not accepted (an "
+        "https://, http://, git://, ssh:// or file:// URL, an absolute path or user@host:path; "
+        "never a leading '-')",
+    ),
+    (
         {"base_git_url": "ext::sh -c touch% /tmp/x"},
         "kernel_build_base_git_url: 'ext::sh -c touch% /tmp/x' is not accepted (an https://, "
         "http://, git://, ssh:// or file:// URL, an absolute path or user@host:path; never a "
@@ -431,6 +449,8 @@ def test_kernel_build_inputs_names_the_input(args: dict[str, object], msg: str) 
         {"base_git_url": "https://git.kernel.org/pub/scm/linux/kernel/git/sj/linux.git"},
         {"base_git_url": "git@github.com:torvalds/linux.git", "base_git_ref": "v6.12"},
         {"base_git_url": "/srv/git/linux", "base_git_ref": "damon/next"},
+        {"base_git_url": "ssh://git@example.org:2222/linux.git"},
+        {"base_git_url": "file:///srv/git/linux"},
         {"base_git_ref": "0123456789abcdef0123456789abcdef01234567"},
         {"base_package": "linux-source-6.12", "base_tarball": "/usr/src/linux.tar.xz"},
         {"config_overrides": ['CONFIG_LOCALVERSION=""', "# CONFIG_LOCALVERSION_AUTO is not set"]},
