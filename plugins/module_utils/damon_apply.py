@@ -4,15 +4,17 @@ The engine works over two small interfaces so that the real kernel and the fake
 sysfs of the unit tests run the very same code:
 
 * :class:`SysfsIO` - ``read``/``write``/``exists``/``isdir`` on absolute paths;
-* :class:`KernelLog` - a clock and the kernel messages since a time, used to see
-  the silent perf-event fallback (``perf event create on CPU N failed with E``).
+* :class:`KernelLog` - the kernel messages after a mark (taken just before the
+  ``on``/``commit`` write) or since a kdamond started, used to see the silent
+  perf-event fallback (``perf event create on CPU N failed with E``).
 
 Steps: resolve targets on the host, create the kdamond/context directories if
 needed, detect the layout, plan, then walk the plan in order writing only what
 differs (an ``nr_*`` write resets everything beneath it, which later reads see),
-turn kdamonds on, ``commit`` running ones that changed, read every value back, and
-check ``pid`` and the kernel log.  Nothing here runs a shell; values are written
-to files under the admin root only.
+turn kdamonds on, ``commit`` running ones that changed, read every value back,
+check ``pid``, and decide ``perf_effective`` from evidence (the kernel log and the
+``total_reports`` counter; the rules are in ``damon_evidence``).  Nothing here runs a
+shell; values are written to files under the admin root only.
 
 Also the entry point of the boot-time applier (:func:`applier_main`).
 """
@@ -33,6 +35,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ansible.module_utils.damon_evidence import (
+    DEFAULT_WINDOW,
+    FALLBACK_ACCESSED_BITS,
+    FALLBACK_FAIL,
+    NO,
+    UNKNOWN,
+    Counter,
+    EvidenceInputError,
+    no_perf_configured,
+    not_measured,
+    parse_counter,
+    parse_failures,
+    parse_fallback_policy,
+    parse_stand_in_kernels,
+    parse_window,
+)
+from ansible.module_utils.damon_evidence import Evidence as PerfEvidence
+from ansible.module_utils.damon_evidence import judge as judge_evidence
 from ansible.module_utils.damon_kernel_facts import parse_avail_operations
 from ansible.module_utils.damon_plan import (
     ADMIN_ROOT,
@@ -62,7 +82,6 @@ from ansible.module_utils.damon_spec import (
     resolve_targets,
 )
 
-PERF_FAILURE_RE = re.compile(r"perf event create on CPU (\d+) failed with (-?\w+)")
 KEYWORD_FILES = ("operations", "state", "avail_operations")
 BOOL_FILES = ("sample_phys_addr",)
 ABSENT = "(absent)"
@@ -88,12 +107,18 @@ class SysfsIO(Protocol):
 
 
 class KernelLog(Protocol):
-    def now_us(self) -> int:
-        """The clock of the kernel log (microseconds since boot)."""
+    def mark(self) -> None:
+        """Remember the end of the log now; OSError if the log cannot be opened."""
+        ...
+
+    def messages_since_mark(self) -> list[str]:
+        """Kernel messages logged after :meth:`mark` (at most a bounded number); OSError
+        if unreadable."""
         ...
 
     def messages_since(self, since_us: int) -> list[str]:
-        """Kernel messages logged at or after ``since_us``; OSError if unreadable."""
+        """Kernel messages logged at or after ``since_us`` (microseconds since boot, the
+        log's own clock; at most a bounded number); OSError if unreadable."""
         ...
 
     def process_start_us(self, pid: int) -> int | None:
@@ -195,35 +220,68 @@ class RealSysfs:
 
 
 class KmsgLog:
-    """The kernel log from ``/dev/kmsg`` (records ``prio,seq,usec,flags;text``)."""
+    """The kernel log from ``/dev/kmsg`` (records ``prio,seq,usec,flags;text``).
+
+    :meth:`mark` opens the device and seeks to its end (``SEEK_END``), so
+    :meth:`messages_since_mark` returns exactly the records the kernel logged after
+    the mark, whatever the clocks say.  :meth:`messages_since` (used when nothing was
+    written, to look since a kdamond started) compares the record's timestamp.  Both
+    read at most :attr:`max_records` records, without blocking.
+    """
+
+    max_records = 20000
 
     def __init__(self, path: str = "/dev/kmsg") -> None:
         self.path = path
+        self._fd: int | None = None
 
-    def now_us(self) -> int:
-        return int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000000)
+    def mark(self) -> None:
+        self._close()
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def messages_since_mark(self) -> list[str]:
+        if self._fd is None:
+            raise OSError(errno.EBADF, "no mark taken", self.path)
+        try:
+            return [text for _, text in self._records(self._fd)]
+        finally:
+            self._close()
 
     def messages_since(self, since_us: int) -> list[str]:
-        out: list[str] = []
-        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         try:
-            while True:
-                try:
-                    record = os.read(fd, 8192)
-                except BlockingIOError:
-                    break
-                except OSError as err:
-                    if err.errno == errno.EPIPE:  # overwritten records: skip ahead
-                        continue
-                    raise
-                if not record:
-                    break
-                head, _, text = record.decode("utf-8", "replace").partition(";")
-                parts = head.split(",")
-                if len(parts) >= 3 and parts[2].isdigit() and int(parts[2]) >= since_us:
-                    out.append(text.split("\n", 1)[0])
+            return [text for usec, text in self._records(fd) if usec >= since_us]
         finally:
             os.close(fd)
+
+    def _records(self, fd: int) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+        for _ in range(self.max_records):
+            try:
+                record = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except OSError as err:
+                if err.errno == errno.EPIPE:  # overwritten records: skip ahead
+                    continue
+                raise
+            if not record:
+                break
+            head, _, text = record.decode("utf-8", "replace").partition(";")
+            parts = head.split(",")
+            if len(parts) >= 3 and parts[2].isdigit():
+                out.append((int(parts[2]), text.split("\n", 1)[0]))
         return out
 
     def process_start_us(self, pid: int) -> int | None:
@@ -337,10 +395,7 @@ def host_max_sample_rate(path: str = "/proc/sys/kernel/perf_event_max_sample_rat
 
 def parse_perf_failures(lines: Sequence[str]) -> list[dict[str, Any]]:
     """``perf event create on CPU N failed with E`` lines as ``{cpu, error}``."""
-    failures: list[dict[str, Any]] = []
-    for line in lines:
-        for match in PERF_FAILURE_RE.finditer(line):
-            failures.append({"cpu": int(match.group(1)), "error": match.group(2)})
+    failures: list[dict[str, Any]] = parse_failures(lines)
     return failures
 
 
@@ -377,6 +432,61 @@ def diff_text(pairs: Sequence[tuple[str, str]]) -> str:
     return "".join(f"{path} = {value}\n" for path, value in pairs)
 
 
+FALLBACK_NOTE = (
+    f"going on (damon_perf_fallback_policy is '{FALLBACK_ACCESSED_BITS}'; "
+    f"'{FALLBACK_FAIL}' fails the host instead)"
+)
+
+
+@dataclass(frozen=True)
+class EvidenceSettings:
+    """How ``perf_effective`` is decided and what follows from a ``no``."""
+
+    window: float = DEFAULT_WINDOW  # seconds total_reports is watched; 0: not watched
+    fallback_policy: str = FALLBACK_ACCESSED_BITS
+    stand_in: bool = False  # the running kernel is built from a stand-in series
+    collect: bool = True  # False: do not measure (perf_effective unknown)
+
+
+def evidence_settings(
+    window: Any = DEFAULT_WINDOW,
+    fallback_policy: Any = FALLBACK_ACCESSED_BITS,
+    stand_in_kernels: Any = (),
+    release: str | None = None,
+    collect: bool = True,
+    prefix: str = "damon_perf_",
+) -> EvidenceSettings:
+    """Validate the evidence inputs; ``release`` is the running kernel's (``uname -r``).
+
+    Raises :class:`SpecError` with one line per bad input.
+    """
+    problems: list[str] = []
+    parsed_window, policy, kernels = DEFAULT_WINDOW, FALLBACK_ACCESSED_BITS, ()
+    try:
+        parsed_window = parse_window(window, prefix + "evidence_window")
+    except EvidenceInputError as err:
+        problems.append(str(err))
+    try:
+        policy = parse_fallback_policy(fallback_policy, prefix + "fallback_policy")
+    except EvidenceInputError as err:
+        problems.append(str(err))
+    try:
+        kernels = parse_stand_in_kernels(stand_in_kernels, prefix + "stand_in_kernels")
+    except EvidenceInputError as err:
+        problems.append(str(err))
+    if problems:
+        raise SpecError(problems)
+    return EvidenceSettings(parsed_window, policy, release in kernels, collect)
+
+
+def running_release(path: str = "/proc/sys/kernel/osrelease") -> str | None:
+    """The running kernel's release (``uname -r``); None if unreadable."""
+    try:
+        return _read_text(path).strip() or None
+    except OSError:
+        return None
+
+
 @dataclass
 class ApplyResult:
     changed: bool = False
@@ -384,7 +494,7 @@ class ApplyResult:
     writes: list[Write] = field(default_factory=list)
     before: list[tuple[str, str]] = field(default_factory=list)
     after: list[tuple[str, str]] = field(default_factory=list)
-    perf_effective: bool | None = None
+    perf: PerfEvidence | None = None
     perf_failures: list[dict[str, Any]] = field(default_factory=list)
     kdamonds: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -396,13 +506,24 @@ class ApplyResult:
             "changed": self.changed,
             "layout": self.layout,
             "writes": [[p, v] for p, v in self.writes],
-            "perf_effective": self.perf_effective,
+            **self.perf_dict(),
             "perf_failures": self.perf_failures,
             "kdamonds": self.kdamonds,
             "warnings": self.warnings,
             "skipped": self.skipped,
             "diff": {"before": diff_text(self.before), "after": diff_text(self.after)},
         }
+
+    @property
+    def perf_effective(self) -> str:
+        """``yes``, ``no`` or ``unknown`` (see ``damon_evidence``)."""
+        value: str = self.perf.value if self.perf is not None else UNKNOWN
+        return value
+
+    def perf_dict(self) -> dict[str, Any]:
+        evidence = self.perf or not_measured("not measured: the run stopped before it")
+        out: dict[str, Any] = evidence.as_dict()
+        return out
 
 
 class Applier:
@@ -416,6 +537,7 @@ class Applier:
         check_mode: bool = False,
         settle_time: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        evidence: EvidenceSettings | None = None,
     ) -> None:
         self.io = io
         self.root = posixpath.normpath(root)
@@ -423,6 +545,9 @@ class Applier:
         self.check_mode = check_mode
         self.settle_time = settle_time
         self.sleep = sleep
+        self.evidence = evidence or EvidenceSettings()
+        self._log_mark_error: str | None = None
+        self._log_marked = False
         self.result = ApplyResult()
         self._rebuilt: set[str] = set()  # check mode: directories a write would recreate
         self._pending: dict[str, str] = {}  # check mode: what a write would leave behind
@@ -581,7 +706,9 @@ class Applier:
         result.warnings.extend(the_plan.notes)
         if the_plan.skipped:
             result.skipped = True
-            result.perf_effective = False
+            result.perf = no_perf_configured(
+                "DAMON left alone (damon_perf_no_event_policy 'skip')", self.evidence.stand_in
+            )
             return result
         self._check_operations(spec)
 
@@ -591,7 +718,6 @@ class Applier:
         running = {i for i in range(wanted_nr) if self._running(i)}
 
         # 4. leaves in plan order, then the state of each kdamond
-        mark = self.log.now_us() if self.log is not None else 0
         started: list[int] = []
         groups = _group_by_kdamond(the_plan.writes)
         self._sync(groups.get(None, []))
@@ -599,6 +725,8 @@ class Applier:
             self._sync(groups.get(index, []))
             want = spec.kdamonds[index].state
             state_rel = f"kdamonds/{index}/state"
+            if want == "on" and (index not in running or index in self._touched):
+                self._mark_log()
             if want == "on" and index in running and index in self._touched:
                 self._write(state_rel, "commit", "on")
                 started.append(index)
@@ -613,8 +741,20 @@ class Applier:
             if started and self.settle_time > 0:
                 self.sleep(self.settle_time)
             self._read_back(the_plan)
-        self._verify_kdamonds(spec, the_plan, started, mark)
+        self._verify_kdamonds(spec, started)
+        result.perf = self._perf_evidence(the_plan, started)
+        self._apply_fallback_policy(the_plan)
         return result
+
+    def _mark_log(self) -> None:
+        """Mark the kernel log once, just before the first ``on``/``commit`` write."""
+        if self.log is None or self.check_mode or self._log_marked:
+            return
+        self._log_marked = True
+        try:
+            self.log.mark()
+        except OSError as err:
+            self._log_mark_error = _oserror(err)
 
     def _check_operations(self, spec: DamonSpec) -> None:
         for index, kd in enumerate(spec.kdamonds):
@@ -642,9 +782,7 @@ class Applier:
         if mismatches:
             raise ApplyError("read-back mismatch: " + "; ".join(mismatches), self.result)
 
-    def _verify_kdamonds(
-        self, spec: DamonSpec, the_plan: Plan, started: list[int], mark: int
-    ) -> None:
+    def _verify_kdamonds(self, spec: DamonSpec, started: list[int]) -> None:
         result = self.result
         problems = []
         for index, kd in enumerate(spec.kdamonds):
@@ -672,51 +810,85 @@ class Applier:
                 )
         if problems:
             raise ApplyError("; ".join(problems), result)
-        wanted = [i for i, on in the_plan.perf.items() if on]
+
+    def _perf_evidence(self, the_plan: Plan, started: list[int]) -> PerfEvidence:
+        """``perf_effective`` from the kernel log and ``total_reports`` (read-only)."""
+        settings = self.evidence
+        stand_in = settings.stand_in
+        wanted = sorted(i for i, on in the_plan.perf.items() if on)
         if not wanted:
-            result.perf_effective = False
-            return
-        if self.check_mode:
-            result.perf_effective = None
-            return
+            return no_perf_configured(
+                "no perf event configured"
+                + ("" if the_plan.layout != "mainline" else " (mainline layout)")
+                + "; monitoring with accessed bits",
+                stand_in,
+            )
+        if self.check_mode and self.result.writes:
+            return not_measured(
+                f"check mode: {len(self.result.writes)} writes pending, nothing measured",
+                stand_in,
+            )
+        if not settings.collect:
+            return not_measured("not measured (evidence not collected)", stand_in)
+        lines, log_error, since = self._log_lines(wanted)
+        self.result.perf_failures = parse_failures(lines or [])
+        counters = self._watch_counters(wanted)
+        return judge_evidence(lines, counters, settings.window, stand_in, log_error, since)
+
+    def _log_lines(self, wanted: Sequence[int]) -> tuple[list[str] | None, str | None, str]:
+        """The kernel log since the ``on``/``commit`` write of this run (after the mark),
+        or, with nothing written, since the kdamonds started; (None, why) if unreadable."""
         if self.log is None:
-            result.warnings.append("kernel log not checked; perf_effective unknown")
-            return
-        since = mark
-        if not started:
-            # nothing written now: look since the kdamonds started
-            starts = [self.log.process_start_us(k["pid"]) for k in result.kdamonds if k["pid"]]
-            known = [s for s in starts if s is not None]
-            since = min(known) if known else 0
+            return None, "no kernel log given", ""
+        if self._log_marked:
+            if self._log_mark_error is not None:
+                return None, self._log_mark_error, ""
+            try:
+                lines = self.log.messages_since_mark()
+            except OSError as err:
+                return None, _oserror(err), ""
+            return lines, None, "since the 'on'/'commit' write"
+        pids = [k["pid"] for k in self.result.kdamonds if k["index"] in wanted and k["pid"]]
+        starts = [self.log.process_start_us(pid) for pid in pids]
+        known = [s for s in starts if s is not None]
+        # /proc/<pid>/stat counts from boot in clock ticks, the log in microseconds from
+        # its own clock: a second of slack before the start
+        since_us = max(0, min(known) - 1000000) if known and len(known) == len(pids) else 0
         try:
-            lines = self.log.messages_since(max(0, since - 1000000))
+            lines = self.log.messages_since(since_us)
         except OSError as err:
-            result.warnings.append(
-                f"cannot read the kernel log ({_oserror(err)}); perf_effective unknown"
-            )
+            return None, _oserror(err), ""
+        return lines, None, "since the kdamond started" if since_us else "in the whole log"
+
+    def _watch_counters(self, wanted: Sequence[int]) -> list[Counter] | None:
+        """``total_reports`` of each kdamond at the start and the end of the window; None
+        where the layout has no counter (or the window is 0)."""
+        window = self.evidence.window
+        rels = [f"kdamonds/{index}/total_reports" for index in wanted]
+        if window <= 0 or not all(self.io.exists(self.abspath(rel)) for rel in rels):
+            return None
+        first = [self._counter(rel) for rel in rels]
+        self.sleep(window)
+        last = [self._counter(rel) for rel in rels]
+        return [Counter(i, a, b) for i, a, b in zip(wanted, first, last, strict=True)]
+
+    def _counter(self, rel: str) -> int:
+        text = self._read(rel)
+        try:
+            value: int = parse_counter(text if text is not None else "")
+        except ValueError as err:
+            raise ApplyError(f"{self.abspath(rel)}: {err}", self.result) from None
+        return value
+
+    def _apply_fallback_policy(self, the_plan: Plan) -> None:
+        """Perf events configured but not in effect: go on (accessed bits) or fail."""
+        evidence = self.result.perf
+        if evidence is None or evidence.value != NO or not the_plan.perf_wanted:
             return
-        result.perf_failures = parse_perf_failures(lines)
-        result.perf_effective = not result.perf_failures
-        if result.perf_failures:
-            cpus = sorted({f["cpu"] for f in result.perf_failures})
-            message = (
-                "the kernel dropped perf events (perf event create failed on CPU {} with {}): "
-                "DAMON falls back to the page-table accessed-bit check".format(
-                    ",".join(str(c) for c in cpus),
-                    ",".join(sorted({str(f["error"]) for f in result.perf_failures})),
-                )
-            )
-            if spec.no_event_policy == "fail":
-                raise ApplyError(message + " (damon_perf_no_event_policy is 'fail')", result)
-            if spec.no_event_policy == "skip":
-                for index in wanted:
-                    self._write(f"kdamonds/{index}/state", "off", "on")
-                    result.kdamonds[index]["state"] = "off"
-                    result.kdamonds[index]["pid"] = None
-                result.skipped = True
-                result.warnings.append(message + "; stopped (damon_perf_no_event_policy 'skip')")
-            else:
-                result.warnings.append(message)
+        text = f"perf_effective: no ({evidence.reason})"
+        if self.evidence.fallback_policy == FALLBACK_FAIL:
+            raise ApplyError(text + " (damon_perf_fallback_policy is 'fail')", self.result)
+        self.result.warnings.append(text + "; " + FALLBACK_NOTE)
 
 
 def _in_numbered_child(scope: str, rel: str) -> bool:
@@ -756,11 +928,15 @@ def apply_spec(
     max_sample_rate: int | None = None,
     settle_time: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    evidence: EvidenceSettings | None = None,
 ) -> ApplyResult:
-    """Apply ``spec``; raises :class:`ApplyError` (with ``.result``) on failure."""
+    """Apply ``spec``; raises :class:`ApplyError` (with ``.result``) on failure.
+
+    ``sleep`` waits the settle time and the evidence window (``evidence.window``).
+    """
     if layout != "auto" and layout not in LAYOUTS:
         raise ApplyError("unknown layout {!r}; known: auto, {}".format(layout, ", ".join(LAYOUTS)))
-    applier = Applier(io or RealSysfs(root), root, log, check_mode, settle_time, sleep)
+    applier = Applier(io or RealSysfs(root), root, log, check_mode, settle_time, sleep, evidence)
     return applier.run(spec, resolver, layout, max_sample_rate)
 
 
@@ -787,8 +963,15 @@ def load_config(path: str) -> DamonConfig:
     return load_config_text(text, path)
 
 
-def applier_main(argv: Sequence[str] | None = None) -> int:
-    """``damon-fleet-apply --config FILE [--check]``: apply at boot, print JSON."""
+def applier_main(
+    argv: Sequence[str] | None = None,
+    log: KernelLog | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """``damon-fleet-apply --config FILE [--check]``: apply at boot, print JSON.
+
+    ``log`` (default ``/dev/kmsg``) and ``sleep`` are for tests.
+    """
     parser = argparse.ArgumentParser(
         prog="damon-fleet-apply",
         description="Apply a damon-fleet DAMON configuration to the running kernel.",
@@ -807,16 +990,23 @@ def applier_main(argv: Sequence[str] | None = None) -> int:
         settle = config.settle_time
         if args.settle_time is not None:
             settle = parse_settle_time(args.settle_time, "--settle-time")
+        evidence = EvidenceSettings(
+            config.evidence_window,
+            config.fallback_policy,
+            running_release() in config.stand_in_kernels,
+        )
         result = apply_spec(
             config.spec,
             RealSysfs(args.root),
             args.root,
-            KmsgLog(),
+            log if log is not None else KmsgLog(),
             HostResolver(),
             check_mode=args.check,
             layout=config.layout,
             max_sample_rate=host_max_sample_rate(),
             settle_time=settle,
+            sleep=sleep,
+            evidence=evidence,
         )
     except (OSError, ValueError, SpecError, ApplyError, RuntimeError) as err:
         partial = getattr(err, "result", None)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from ansible.module_utils import damon_evidence as evidence
 from ansible.module_utils.damon_kernel_facts import MAINLINE_DEFAULTS
 from ansible.module_utils.strict_yaml import StrictLoadError, load_json, load_yaml
 
@@ -59,6 +60,9 @@ CONFIG_KEYS = (
     "damon_perf_no_event_policy",
     "damon_perf_layout",
     "damon_perf_settle_time",
+    "damon_perf_fallback_policy",
+    "damon_perf_evidence_window",
+    "damon_perf_stand_in_kernels",
 )
 # Inputs of the boot-time unit and applier the role installs (checked, not planned).
 BOOT_UNIT_KEYS = ("after_units", "config_dir", "lib_dir", "applier_path", "python")
@@ -856,6 +860,9 @@ class DamonConfig:
     spec: DamonSpec
     layout: str = "auto"
     settle_time: float = 1.0
+    fallback_policy: str = evidence.FALLBACK_ACCESSED_BITS
+    evidence_window: float = evidence.DEFAULT_WINDOW
+    stand_in_kernels: tuple[str, ...] = ()
 
 
 def parse_settle_time(value: Any, path: str) -> float:
@@ -922,9 +929,30 @@ def parse_config(config: Any, source: str) -> DamonConfig:
             settle = parse_settle_time(config["damon_perf_settle_time"], "damon_perf_settle_time")
         except SpecError as err:
             problems.items.extend(err.problems)
+    fallback, window, kernels = evidence.FALLBACK_ACCESSED_BITS, evidence.DEFAULT_WINDOW, ()
+    try:
+        if config.get("damon_perf_fallback_policy") is not None:
+            fallback = evidence.parse_fallback_policy(
+                config["damon_perf_fallback_policy"], "damon_perf_fallback_policy"
+            )
+    except evidence.EvidenceInputError as err:
+        problems.items.append(str(err))
+    try:
+        if config.get("damon_perf_evidence_window") is not None:
+            window = evidence.parse_window(
+                config["damon_perf_evidence_window"], "damon_perf_evidence_window"
+            )
+    except evidence.EvidenceInputError as err:
+        problems.items.append(str(err))
+    try:
+        kernels = evidence.parse_stand_in_kernels(
+            config.get("damon_perf_stand_in_kernels"), "damon_perf_stand_in_kernels"
+        )
+    except evidence.EvidenceInputError as err:
+        problems.items.append(str(err))
     if problems.items or spec is None:
         raise SpecError(problems.items)
-    return DamonConfig(spec, layout, settle)
+    return DamonConfig(spec, layout, settle, fallback, window, kernels)
 
 
 def load_config_text(text: str, source: str) -> DamonConfig:

@@ -22,12 +22,18 @@ description:
     (C(nr_*) files rebuild the numbered directories beside them, so they come before the
     values beneath them). A kdamond that is already running gets its new values with
     C(commit); one that is off is turned C(on).
-  - Reads every value back, checks that each kdamond that should run has a C(pid), and looks
-    in the kernel log since the write for C(perf event create on CPU N failed with E), which
-    the kernel logs when it drops the event and silently falls back to the page-table
-    accessed-bit check.
-    The result says whether the perf-event mode is in effect (RV(perf_effective)), and
-    O(no_event_policy) says what to do when it is not.
+  - Reads every value back and checks that each kdamond that should run has a C(pid).
+  - Decides from evidence whether the perf-event access check is in effect
+    (RV(perf_effective) V(yes), V(no) or V(unknown), with RV(perf_evidence)). V(yes) only
+    when the kernel log has no C(perf event create on CPU N failed with E) line since the
+    kdamond started (the kernel logs it when it drops an event, and with every event dropped
+    silently monitors with page-table accessed bits) and C(kdamonds/<K>/total_reports) grows
+    over O(evidence_window) seconds. V(no) with the failure lines or the flat counter as the
+    reason. V(unknown) on a layout without C(total_reports), where the kernel log is the only
+    evidence.
+  - O(no_event_policy) says what to do before DAMON starts when a kdamond has no perf event
+    to configure; O(fallback_policy) what to do after it started when the configured events
+    are not in effect.
   - Pidfile, unit (its C(MainPID)) and process-name targets are resolved on the host without
     a shell. Values are only ever written to files below O(root).
   - The same code runs at boot without Ansible (C(damon-fleet-apply), installed by the
@@ -73,14 +79,46 @@ options:
     default: 5000
   no_event_policy:
     description:
-      - What to do with a kdamond that has no usable perf event (none listed nor detected, a
-        kernel without perf-event support, or events the kernel dropped at start).
+      - What to do, before anything starts, with a kdamond that has no perf event to configure
+        (none listed nor detected, or a kernel without the perf-event DAMON files).
       - V(fail) fails the task. V(accessed_bit) runs DAMON with the page-table accessed-bit
-        check and warns. V(skip) leaves DAMON alone on the host (and turns off kdamonds whose
-        events the kernel dropped).
+        check and warns. V(skip) leaves DAMON alone on the host.
+      - Events that are configured but not in effect once DAMON runs are O(fallback_policy)'s.
     type: str
     choices: [fail, accessed_bit, skip]
     default: fail
+  fallback_policy:
+    description:
+      - What to do when perf events are configured and DAMON runs, but the evidence says they
+        are not in effect (RV(perf_effective) V(no)).
+      - V(accessed_bits) keeps monitoring (where the kernel dropped every event it uses the
+        page-table accessed bits) and warns with the reason. V(fail) fails the task with the
+        reason; the kdamonds are left running.
+      - V(unknown) never fails.
+    type: str
+    choices: [accessed_bits, fail]
+    default: accessed_bits
+  evidence_window:
+    description:
+      - Seconds C(kdamonds/<K>/total_reports) is watched after the settle time; it must grow
+        for RV(perf_effective) to be V(yes). From 0 to 60; 0 does not watch it
+        (RV(perf_effective) is then at best V(unknown)).
+    type: float
+    default: 3.0
+  collect_evidence:
+    description:
+      - V(false) skips the evidence (the kernel log and the counter); RV(perf_effective) is
+        then V(unknown). For a validation run that should not spend the window.
+    type: bool
+    default: true
+  stand_in_kernels:
+    description:
+      - Kernel releases (C(uname -r)) built from a stand-in series (a kernel-patches manifest
+        with C(stand_in) true). When the running kernel is one of them RV(perf_evidence)
+        says so (C(stand_in)), and reports name it next to RV(perf_effective).
+    type: list
+    elements: str
+    default: []
   layout:
     description:
       - The sysfs layout to expect. V(auto) uses what the running kernel has; any other value
@@ -135,7 +173,11 @@ options:
 notes:
   - Needs root (sysfs files are mode 0600) and C(CONFIG_DAMON_SYSFS=y).
   - With several perf events per kdamond a single failure line cannot be tied to one event;
-    any failure makes RV(perf_effective) false.
+    any failure makes RV(perf_effective) V(no).
+  - In check mode the evidence is read (it changes nothing) only when nothing would be
+    written; otherwise RV(perf_effective) is V(unknown).
+  - A kdamond that is already running and gets nothing written is judged on the kernel log
+    since it started (its start time from C(/proc/<pid>/stat), with a second of slack).
   - In check mode on a host whose kdamond directories do not exist yet the layout cannot be
     seen; the module then reports only the directory writes and warns.
 seealso:
@@ -184,12 +226,49 @@ writes:
   sample: [["kdamonds/nr_kdamonds", "1"], ["kdamonds/0/state", "on"]]
 perf_effective:
   description:
-    - Whether every running kdamond that should use perf events does (no event dropped by
-      the kernel). V(false) when DAMON uses the accessed-bit check; null when unknown (check
-      mode, or the kernel log is unreadable).
+    - Whether the perf-event access check is in effect, from evidence (see the description).
+    - V(yes), V(no) (also when no perf event is configured) or V(unknown) (no counter in the
+      layout, the kernel log unreadable, or not measured).
   returned: always
-  type: bool
-  sample: true
+  type: str
+  sample: "yes"
+perf_evidence:
+  description: What RV(perf_effective) was decided from.
+  returned: always
+  type: dict
+  contains:
+    reason:
+      description: The reason in words, e.g. C(total_reports stayed at 0 over 3 s).
+      type: str
+    failures:
+      description: The failure lines found, quoted (at most 8, each at most 160 characters).
+      type: list
+      elements: str
+    failure_count:
+      description: How many failure lines were found.
+      type: int
+    total_reports:
+      description: C(total_reports) at the start and the end of the window, per kdamond.
+      type: list
+      elements: dict
+      sample: [{"kdamond": 0, "first": 0, "last": 1200}]
+    window_s:
+      description: The window in seconds; null when the counter was not watched.
+      type: float
+    stand_in:
+      description: Whether the running kernel is one of O(stand_in_kernels).
+      type: bool
+    fallback:
+      description: V(accessed_bits) when DAMON monitors without perf events; else null.
+      type: str
+  sample:
+    reason: "perf event create on CPU 0 failed with -2; monitoring with accessed bits"
+    failures: ["damon: perf event create on CPU 0 failed with -2"]
+    failure_count: 1
+    total_reports: [{"kdamond": 0, "first": 0, "last": 0}]
+    window_s: 3.0
+    stand_in: true
+    fallback: accessed_bits
 perf_failures:
   description: The C(perf event create on CPU N failed with E) lines found, parsed.
   returned: always
@@ -212,12 +291,13 @@ skipped:
   type: bool
   sample: true
 warnings:
-  description: What was stopped, fallen back or not checked.
+  description: What was stopped, fallen back (with the RV(perf_effective) reason) or not checked.
   returned: always
   type: list
   elements: str
 """
 
+import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -227,7 +307,9 @@ from ansible.module_utils.damon_apply import (
     KmsgLog,
     RealSysfs,
     apply_spec,
+    evidence_settings,
     host_max_sample_rate,
+    running_release,
 )
 from ansible.module_utils.damon_plan import LayoutError, PlanError
 from ansible.module_utils.damon_spec import SpecError, check_boot_unit, parse_spec
@@ -246,6 +328,14 @@ ARGUMENT_SPEC: dict[str, Any] = {
         "choices": ["auto", "rfc-v3", "rfc-v1", "successor", "mainline"],
         "default": "auto",
     },
+    "fallback_policy": {
+        "type": "str",
+        "choices": ["accessed_bits", "fail"],
+        "default": "accessed_bits",
+    },
+    "evidence_window": {"type": "float", "default": 3.0},
+    "collect_evidence": {"type": "bool", "default": True},
+    "stand_in_kernels": {"type": "list", "elements": "str", "default": []},
     "settle_time": {"type": "float", "default": 1.0},
     "root": {"type": "path", "default": "/sys/kernel/mm/damon/admin"},
     "kernel_log": {"type": "path", "default": "/dev/kmsg"},
@@ -269,6 +359,11 @@ def _drop_false_skipped(out: dict[str, Any]) -> None:
         out.pop("skipped", None)
 
 
+def _sleep(seconds: float) -> None:
+    """The settle time and the evidence window (replaced in unit tests)."""
+    time.sleep(seconds)
+
+
 def run(module: AnsibleModule) -> None:
     """Map the typed errors of module_utils to fail_json, in one place."""
     params = module.params
@@ -281,6 +376,13 @@ def run(module: AnsibleModule) -> None:
             params["default_perf_events"],
             params["sample_freq"],
         )
+        evidence = evidence_settings(
+            params["evidence_window"],
+            params["fallback_policy"],
+            params["stand_in_kernels"],
+            running_release(),
+            params["collect_evidence"],
+        )
         result = apply_spec(
             spec,
             RealSysfs(params["root"]),
@@ -291,6 +393,8 @@ def run(module: AnsibleModule) -> None:
             layout=params["layout"],
             max_sample_rate=host_max_sample_rate(),
             settle_time=params["settle_time"],
+            sleep=_sleep,
+            evidence=evidence,
         )
     except SpecError as err:
         module.fail_json(msg=f"invalid input: {err}", problems=err.problems)

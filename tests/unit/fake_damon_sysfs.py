@@ -18,10 +18,19 @@ the planner uses too, and the VM tier re-checks on the lab kernel):
   bad inputs, such as an empty region with start == end), ``off`` (``EINVAL`` if
   never started, ``EPERM`` if stopped),
   ``commit`` and ``update_*`` (``EINVAL`` unless running); unknown -> ``EINVAL``;
-* read-only files (``pid``, ``avail_operations``) refuse writes with ``EACCES``;
-* starting perf events on CPUs listed in ``perf_fail_cpus`` logs
-  ``perf event create on CPU N failed with -95`` and still succeeds (the
-  silent fallback).
+* read-only files (``pid``, ``avail_operations``, ``total_reports``) refuse writes
+  with ``EACCES``;
+* ``on``/``commit`` creates each configured perf event on every online CPU
+  (``online_cpus``); on CPUs listed in ``perf_fail_cpus`` creation fails with
+  -95, and an event whose ``type`` is in ``perf_unsupported_types`` fails on every
+  CPU with -2 (no such PMU, as the PEBS event under QEMU).  Each failure logs
+  ``perf event create on CPU N failed with E`` and drops that counter; the write
+  still succeeds (the silent fallback);
+* ``kdamonds/<K>/total_reports`` (RFC v3 layout) counts access reports: time passes
+  only through :meth:`FakeDamonSysfs.advance` (pass it as the ``sleep`` of the
+  applier), which adds ``reports_per_second`` per created counter to every running
+  kdamond.  ``reports_per_second=0`` models a kernel whose files store values only
+  (the first lab stand-in): the counter stays flat.
 """
 
 from __future__ import annotations
@@ -118,6 +127,7 @@ class FakeKernelLog:
         self.starts: dict[int, int] = {}
         self.readable = True
         self._clock = 10_000_000
+        self._mark: int | None = None
 
     def tick(self) -> int:
         self._clock += 1000
@@ -129,9 +139,23 @@ class FakeKernelLog:
     def log(self, message: str) -> None:
         self.records.append((self.tick(), message))
 
-    def messages_since(self, since_us: int) -> list[str]:
+    def _check_readable(self) -> None:
         if not self.readable:
             raise PermissionError(errno.EPERM, "Operation not permitted", "/dev/kmsg")
+
+    def mark(self) -> None:
+        self._check_readable()
+        self._mark = len(self.records)
+
+    def messages_since_mark(self) -> list[str]:
+        self._check_readable()
+        if self._mark is None:
+            raise OSError(errno.EBADF, "no mark taken", "/dev/kmsg")
+        start, self._mark = self._mark, None
+        return [m for _, m in self.records[start:]]
+
+    def messages_since(self, since_us: int) -> list[str]:
+        self._check_readable()
         return [m for t, m in self.records if t >= since_us]
 
     def process_start_us(self, pid: int) -> int | None:
@@ -149,6 +173,9 @@ class FakeDamonSysfs:
         alive_pids: Iterable[int] | None = None,
         perf_fail_cpus: Sequence[int] = (),
         log: FakeKernelLog | None = None,
+        online_cpus: Sequence[int] = (0, 1),
+        perf_unsupported_types: Sequence[int] = (),
+        reports_per_second: int = 100,
     ) -> None:
         if layout not in PERF_DIRS:
             raise ValueError(layout)
@@ -159,8 +186,13 @@ class FakeDamonSysfs:
         self.avail_operations = tuple(avail_operations)
         self.alive_pids: set[int] | None = set(alive_pids) if alive_pids is not None else None
         self.perf_fail_cpus = tuple(perf_fail_cpus)
+        self.online_cpus = tuple(online_cpus)
+        self.perf_unsupported_types = tuple(perf_unsupported_types)
+        self.reports_per_second = reports_per_second
         self.log = log or FakeKernelLog()
         self.running: dict[int, int] = {}
+        self.counters: dict[int, int] = {}  # kdamond -> perf counters created (all CPUs)
+        self.slept: list[float] = []
         self.started: set[int] = set()
         self.writes: list[tuple[str, str]] = []  # every accepted write, relative
         self._next_pid = 4000
@@ -413,8 +445,9 @@ class FakeDamonSysfs:
                 self._start_perf_events(kdir)
 
     def stop(self, index: int) -> None:
-        """The kdamond exits (``off``, or its target went away)."""
+        """The kdamond exits (``off``, or its target went away); its counters go."""
         self.running.pop(index, None)
+        self.counters.pop(index, None)
         kdir = f"kdamonds/{index}"
         self._file(kdir + "/state", "off")
         self._file(kdir + "/pid", "-1")
@@ -451,13 +484,32 @@ class FakeDamonSysfs:
                 previous_end = end
 
     def _start_perf_events(self, kdir: str) -> None:
+        """(Re)create the perf counters of a kdamond, one per event and online CPU."""
+        index = int(kdir.split("/")[1])
+        self.counters[index] = 0
         perf = PERF_DIRS[self.layout]
         if perf is None:
             return
-        count = int(self.get(f"{kdir}/contexts/0/{perf}/nr_perf_events"))
-        for _ in range(count):
-            for cpu in self.perf_fail_cpus:
-                self.log.log(f"damon: perf event create on CPU {cpu} failed with -95")
+        edir = f"{kdir}/contexts/0/{perf}"
+        for event in range(int(self.get(edir + "/nr_perf_events"))):
+            unsupported = int(self.get(f"{edir}/{event}/type"), 16) in self.perf_unsupported_types
+            for cpu in self.online_cpus:
+                error = "-2" if unsupported else "-95" if cpu in self.perf_fail_cpus else None
+                if error is None:
+                    self.counters[index] += 1
+                else:
+                    self.log.log(f"damon: perf event create on CPU {cpu} failed with {error}")
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass: every created counter of a running kdamond reports
+        ``reports_per_second`` samples a second (a ``sleep`` for the applier)."""
+        self.slept.append(seconds)
+        if self.layout != "rfc-v3":
+            return
+        for index in self.running:
+            rel = f"kdamonds/{index}/total_reports"
+            grown = int(self.counters.get(index, 0) * self.reports_per_second * seconds)
+            self._file(rel, str(int(self.get(rel)) + grown))
 
     # ---------------------------------------------------------------- snapshot
     def snapshot(self) -> dict[str, str]:

@@ -10,6 +10,7 @@ import pytest
 from ansible.module_utils.damon_apply import (
     Applier,
     ApplyError,
+    EvidenceSettings,
     RealSysfs,
     applier_main,
     apply_spec,
@@ -34,7 +35,9 @@ def fake(tmp_path):
 
 
 def run(fake, kdamonds=(EXAMPLE,), check=False, policy="fail", **kwargs):
+    """Apply over the fake; time passes only through the fake (no real sleep)."""
     spec = parse_spec(list(kdamonds), no_event_policy=policy)
+    kwargs.setdefault("sleep", fake.advance)
     return apply_spec(spec, fake, fake.root, fake.log, check_mode=check, settle_time=0, **kwargs)
 
 
@@ -130,13 +133,13 @@ def test_apply_example_then_idempotent(fake):
     assert (P3 + "/0/config2", "0x0") not in first.writes
     assert fake.get(P3 + "/0/config") == "0x1cd"
     assert first.kdamonds == [{"index": 0, "state": "on", "pid": 4000}]
-    assert first.perf_effective is True
+    assert first.perf_effective == "yes"
 
     fake.writes.clear()
     second = run(fake)
     assert second.changed is False
     assert second.writes == [] and fake.writes == []
-    assert second.perf_effective is True
+    assert second.perf_effective == "yes"
     assert second.as_dict()["diff"] == {"before": "", "after": ""}
 
 
@@ -217,7 +220,10 @@ def test_state_off_and_back_on(fake):
     off = run(fake, [dict(EXAMPLE, state="off")])
     assert off.writes == [("kdamonds/0/state", "off")]
     assert off.kdamonds == [{"index": 0, "state": "off", "pid": None}]
-    assert off.perf_effective is False
+    assert off.perf_effective == "no"
+    assert off.as_dict()["perf_evidence"]["reason"] == (
+        "no perf event configured; monitoring with accessed bits"
+    )
     assert run(fake, [dict(EXAMPLE, state="off")]).changed is False
     on = run(fake)
     assert on.writes == [("kdamonds/0/state", "on")]
@@ -255,35 +261,59 @@ def test_dead_target_pid_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("cpus", [(0,), (0, 1, 2, 3)])
-def test_silent_fallback_fails_under_fail_policy(tmp_path, cpus):
-    fake = FakeDamonSysfs(tmp_path, perf_fail_cpus=cpus)
+def test_silent_fallback_fails_under_the_fail_fallback_policy(tmp_path, cpus):
+    fake = FakeDamonSysfs(tmp_path, perf_fail_cpus=cpus, online_cpus=cpus)
     with pytest.raises(ApplyError) as info:
-        run(fake)
+        run(fake, evidence=EvidenceSettings(fallback_policy="fail"))
+    lines = "; ".join(f"damon: perf event create on CPU {cpu} failed with -95" for cpu in cpus)
     assert str(info.value) == (
-        "the kernel dropped perf events (perf event create failed on CPU "
-        + ",".join(str(cpu) for cpu in cpus)
-        + " with -95): DAMON falls back to the page-table accessed-bit check "
-        "(damon_perf_no_event_policy is 'fail')"
+        f"perf_effective: no ({lines}; monitoring with accessed bits) "
+        "(damon_perf_fallback_policy is 'fail')"
     )
-    assert info.value.result.perf_effective is False
+    assert info.value.result.perf_effective == "no"
     assert len(info.value.result.perf_failures) == len(cpus)
+    assert fake.running  # the kdamond is left running, as the docs say
 
 
-def test_silent_fallback_warns_under_accessed_bit_and_is_seen_again_later(tmp_path):
-    fake = FakeDamonSysfs(tmp_path, perf_fail_cpus=(1,))
-    result = run(fake, policy="accessed_bit")
-    assert result.perf_effective is False
-    assert result.perf_failures == [{"cpu": 1, "error": "-95"}]
-    assert "falls back to the page-table accessed-bit check" in result.warnings[0]
-    again = run(fake, policy="accessed_bit")  # nothing written: looks since the kdamond start
-    assert again.changed is False and again.perf_effective is False
+def test_silent_fallback_goes_on_with_accessed_bits_by_default_and_is_seen_again(tmp_path):
+    fake = FakeDamonSysfs(tmp_path, perf_fail_cpus=(0, 1))
+    result = run(fake)  # damon_perf_no_event_policy 'fail' is not about dropped events
+    assert result.perf_effective == "no"
+    assert result.perf_failures == [{"cpu": 0, "error": "-95"}, {"cpu": 1, "error": "-95"}]
+    reason = (
+        "damon: perf event create on CPU 0 failed with -95; "
+        "damon: perf event create on CPU 1 failed with -95; monitoring with accessed bits"
+    )
+    assert result.as_dict()["perf_evidence"] == {
+        "reason": reason,
+        "failures": [
+            "damon: perf event create on CPU 0 failed with -95",
+            "damon: perf event create on CPU 1 failed with -95",
+        ],
+        "failure_count": 2,
+        "total_reports": [{"kdamond": 0, "first": 0, "last": 0}],
+        "window_s": 3.0,
+        "stand_in": False,
+        "fallback": "accessed_bits",
+    }
+    assert result.warnings == [
+        f"perf_effective: no ({reason}); going on (damon_perf_fallback_policy is "
+        "'accessed_bits'; 'fail' fails the host instead)"
+    ]
+    again = run(fake)  # nothing written: looks since the kdamond started
+    assert again.changed is False and again.perf_effective == "no"
+    assert again.as_dict()["perf_evidence"]["reason"] == reason
 
 
-def test_silent_fallback_under_skip_stops_the_kdamond(tmp_path):
-    fake = FakeDamonSysfs(tmp_path, perf_fail_cpus=(0,))
-    result = run(fake, policy="skip")
-    assert result.skipped and fake.running == {}
-    assert result.writes[-1] == ("kdamonds/0/state", "off")
+def test_an_event_dropped_on_one_cpu_is_a_no_even_when_the_others_sample(tmp_path):
+    fake = FakeDamonSysfs(tmp_path, perf_fail_cpus=(1,), online_cpus=(0, 1))
+    result = run(fake)
+    assert result.perf_effective == "no"
+    assert result.as_dict()["perf_evidence"]["reason"] == (
+        "damon: perf event create on CPU 1 failed with -95; total_reports grew 0 -> 300 "
+        "over 3 s from the events that remain"
+    )
+    assert result.as_dict()["perf_evidence"]["fallback"] is None
 
 
 def test_unreadable_kernel_log_leaves_perf_effective_unknown(tmp_path):
@@ -291,8 +321,12 @@ def test_unreadable_kernel_log_leaves_perf_effective_unknown(tmp_path):
     log.readable = False
     fake = FakeDamonSysfs(tmp_path, log=log)
     result = run(fake)
-    assert result.perf_effective is None
-    assert "cannot read the kernel log" in result.warnings[0]
+    assert result.perf_effective == "unknown"
+    assert result.as_dict()["perf_evidence"]["reason"] == (
+        "cannot read the kernel log (EPERM (Operation not permitted)); "
+        "total_reports grew 0 -> 600 over 3 s"
+    )
+    assert result.warnings == []  # unknown is not a fallback
 
 
 def test_parse_perf_failures_from_kernel_log_text():
@@ -309,7 +343,10 @@ def test_parse_perf_failures_from_kernel_log_text():
 def test_mainline_layout_with_accessed_bit(tmp_path):
     fake = FakeDamonSysfs(tmp_path, layout="mainline")
     result = run(fake, policy="accessed_bit")
-    assert result.layout == "mainline" and result.perf_effective is False
+    assert result.layout == "mainline" and result.perf_effective == "no"
+    assert result.as_dict()["perf_evidence"]["reason"] == (
+        "no perf event configured (mainline layout); monitoring with accessed bits"
+    )
     assert not any("perf" in path for path, _ in result.writes)
     with pytest.raises(
         ApplyError, match="expected DAMON sysfs layout rfc-v3 but the running kernel has mainline"
@@ -332,7 +369,13 @@ def test_mainline_layout_fails_under_fail_policy(tmp_path):
 @pytest.mark.parametrize("layout", ["rfc-v1", "successor"])
 def test_other_perf_layouts_apply_and_are_idempotent(tmp_path, layout):
     fake = FakeDamonSysfs(tmp_path, layout=layout)
-    assert run(fake).perf_effective is True
+    first = run(fake)
+    assert first.perf_effective == "unknown"  # no total_reports in these layouts
+    assert first.as_dict()["perf_evidence"]["reason"] == (
+        "no perf event create failure in the kernel log since the 'on'/'commit' write, but "
+        "this kernel has no total_reports counter: the kernel log is the only evidence"
+    )
+    assert fake.slept == []  # nothing to watch: no window spent
     assert run(fake).changed is False
 
 
@@ -354,10 +397,15 @@ def test_paddr_from_iomem_and_unit_targets(fake):
     spec = parse_spec(
         [{"operations": "paddr", "perf_events": []}, dict(EXAMPLE, targets=[{"unit": "memcached"}])]
     )
-    result = apply_spec(spec, fake, fake.root, fake.log, Resolver(), settle_time=0)
+    result = apply_spec(
+        spec, fake, fake.root, fake.log, Resolver(), settle_time=0, sleep=fake.advance
+    )
     assert fake.get(C + "/targets/0/regions/1/end") == str(0x180000000)
     assert fake.get("kdamonds/1/contexts/0/targets/0/pid_target") == "6"
-    assert result.perf_effective is True
+    assert result.perf_effective == "yes"  # kdamond 1 samples; kdamond 0 has no perf event
+    assert result.as_dict()["perf_evidence"]["total_reports"] == [
+        {"kdamond": 1, "first": 0, "last": 600}
+    ]
 
 
 def test_unavailable_operations(tmp_path):
@@ -468,11 +516,16 @@ def test_applier_check_on_a_copied_tree(fake, tmp_path, capsys):
         "# managed\n" + json.dumps({"damon_perf_kdamonds": [EXAMPLE], "damon_perf_settle_time": 0})
     )
     loaded = load_config(str(config))
+    fake.slept.clear()
     assert loaded.spec.kdamonds[0].operations == "vaddr"
     assert loaded.settle_time == 0
-    rc = applier_main(["--config", str(config), "--check", "--root", fake.root])
+    rc = applier_main(
+        ["--config", str(config), "--check", "--root", fake.root], fake.log, fake.advance
+    )
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["changed"] is False and out["layout"] == "rfc-v3"
+    assert out["perf_effective"] == "yes"  # read-only evidence, nothing to write
+    assert fake.slept == [3.0]
 
 
 def test_applier_fails_clearly(tmp_path, capsys):

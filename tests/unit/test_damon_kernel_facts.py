@@ -159,10 +159,21 @@ def check_then_apply(fake: FakeDamonSysfs, kdamonds: list[dict[str, Any]], **kwa
     """Check mode predicts exactly the writes (paths, values, order) the real apply makes."""
     spec = parse_spec(kdamonds)
     before = fake.snapshot()
-    checked = apply_spec(spec, fake, fake.root, fake.log, check_mode=True, settle_time=0, **kwargs)
+    checked = apply_spec(
+        spec,
+        fake,
+        fake.root,
+        fake.log,
+        check_mode=True,
+        settle_time=0,
+        sleep=fake.advance,
+        **kwargs,
+    )
     assert fake.snapshot() == before
     fake.writes.clear()
-    applied = apply_spec(spec, fake, fake.root, fake.log, settle_time=0, **kwargs)
+    applied = apply_spec(
+        spec, fake, fake.root, fake.log, settle_time=0, sleep=fake.advance, **kwargs
+    )
     assert checked.writes == applied.writes
     assert [tuple(w) for w in fake.writes] == applied.writes
     assert len(checked.writes) == len(fake.writes)
@@ -182,13 +193,15 @@ def test_check_mode_on_a_fresh_tree_predicts_two_kdamonds(tmp_path: Any) -> None
 @pytest.mark.parametrize("update", ["1s", "60s", "2m"])
 def test_check_mode_from_one_kdamond_to_two(tmp_path: Any, update: str) -> None:
     fake = FakeDamonSysfs(tmp_path)
-    apply_spec(parse_spec([EXAMPLE]), fake, fake.root, fake.log, settle_time=0)
+    apply_spec(parse_spec([EXAMPLE]), fake, fake.root, fake.log, settle_time=0, sleep=fake.advance)
     check_then_apply(fake, two_kdamonds(update))
 
 
 def test_check_mode_on_two_running_kdamonds_that_change(tmp_path: Any) -> None:
     fake = FakeDamonSysfs(tmp_path)
-    apply_spec(parse_spec(two_kdamonds("1s")), fake, fake.root, fake.log, settle_time=0)
+    apply_spec(
+        parse_spec(two_kdamonds("1s")), fake, fake.root, fake.log, settle_time=0, sleep=fake.advance
+    )
     changed = two_kdamonds("60s")
     changed[1] = dict(changed[1], nr_regions={"min": 20, "max": 2000})
     check_then_apply(fake, changed)

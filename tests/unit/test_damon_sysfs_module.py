@@ -34,6 +34,8 @@ def fake(tmp_path):
         mock.patch.object(damon_sysfs, "RealSysfs", return_value=fake),
         mock.patch.object(damon_sysfs, "KmsgLog", return_value=fake.log),
         mock.patch.object(damon_sysfs, "host_max_sample_rate", return_value=100000),
+        mock.patch.object(damon_sysfs, "_sleep", fake.advance),
+        mock.patch.object(damon_sysfs, "running_release", return_value="6.12.117-lab"),
     ):
         yield fake
 
@@ -50,7 +52,17 @@ def test_apply_then_unchanged(fake):
     assert not first.failed, first.result
     assert first.result["changed"] is True
     assert first.result["layout"] == "rfc-v3"
-    assert first.result["perf_effective"] is True
+    assert first.result["perf_effective"] == "yes"
+    assert first.result["perf_evidence"] == {
+        "reason": "no perf event create failure in the kernel log since the 'on'/'commit' "
+        "write; total_reports grew 0 -> 600 over 3 s",
+        "failures": [],
+        "failure_count": 0,
+        "total_reports": [{"kdamond": 0, "first": 0, "last": 600}],
+        "window_s": 3.0,
+        "stand_in": False,
+        "fallback": None,
+    }
     assert first.result["writes"][-1] == ["kdamonds/0/state", "on"]
     assert "diff" not in first.result
     second = call(fake)
@@ -93,19 +105,95 @@ def test_layout_mismatch_fails(fake):
     )
 
 
-def test_dropped_perf_events_fail_or_warn(tmp_path, fake):
-    fake.perf_fail_cpus = (0,)
+def test_pebs_event_dropped_on_every_cpu_goes_on_with_accessed_bits_by_default(fake):
+    fake.perf_unsupported_types = (4,)  # the load-latency PEBS event under QEMU TCG
     done = call(fake)
+    assert not done.failed, done.result
+    assert done.result["perf_effective"] == "no"
+    evidence = done.result["perf_evidence"]
+    assert evidence["reason"] == (
+        "damon: perf event create on CPU 0 failed with -2; "
+        "damon: perf event create on CPU 1 failed with -2; monitoring with accessed bits"
+    )
+    assert evidence["total_reports"] == [{"kdamond": 0, "first": 0, "last": 0}]
+    assert done.result["perf_failures"] == [
+        {"cpu": 0, "error": "-2"},
+        {"cpu": 1, "error": "-2"},
+    ]
+    assert done.result["warnings"] == [
+        f"perf_effective: no ({evidence['reason']}); going on (damon_perf_fallback_policy "
+        "is 'accessed_bits'; 'fail' fails the host instead)"
+    ]
+
+
+def test_fallback_policy_fail_fails_the_host_with_the_reason(fake):
+    fake.perf_unsupported_types = (4,)
+    done = call(fake, fallback_policy="fail")
     assert done.failed
     assert done.result["msg"] == (
-        "the kernel dropped perf events (perf event create failed on CPU 0 with -95): DAMON "
-        "falls back to the page-table accessed-bit check (damon_perf_no_event_policy is 'fail')"
+        "perf_effective: no (damon: perf event create on CPU 0 failed with -2; "
+        "damon: perf event create on CPU 1 failed with -2; monitoring with accessed bits) "
+        "(damon_perf_fallback_policy is 'fail')"
     )
-    assert done.result["perf_effective"] is False
-    warned = call(fake, no_event_policy="accessed_bit")
-    assert not warned.failed
-    assert warned.result["perf_effective"] is False
-    assert any("accessed-bit" in w for w in warned.result["warnings"])
+    assert done.result["perf_effective"] == "no"
+
+
+def test_a_flat_counter_is_a_no_and_fails_under_fail(fake):
+    fake.reports_per_second = 0  # files that store values only: nothing samples
+    done = call(fake, fallback_policy="fail", evidence_window=2)
+    assert done.failed
+    assert done.result["msg"] == (
+        "perf_effective: no (total_reports stayed at 0 over 2 s) "
+        "(damon_perf_fallback_policy is 'fail')"
+    )
+    assert fake.slept == [2.0]
+
+
+def test_stand_in_kernel_is_named_in_the_evidence(fake):
+    done = call(fake, stand_in_kernels=["6.12.117-lab"])
+    assert done.result["perf_effective"] == "yes"
+    assert done.result["perf_evidence"]["stand_in"] is True
+    other = call(fake, stand_in_kernels=["6.12.117-other"])
+    assert other.result["perf_evidence"]["stand_in"] is False
+
+
+def test_verify_style_check_measures_and_validation_can_skip_it(fake):
+    call(fake)
+    fake.slept.clear()
+    checked = call(fake, _ansible_check_mode=True)
+    assert checked.result["writes"] == [] and checked.result["perf_effective"] == "yes"
+    assert checked.result["perf_evidence"]["reason"] == (
+        "no perf event create failure in the kernel log since the kdamond started; "
+        "total_reports grew 600 -> 1200 over 3 s"
+    )
+    assert fake.slept == [3.0]
+    fake.slept.clear()
+    validated = call(fake, _ansible_check_mode=True, collect_evidence=False)
+    assert validated.result["perf_effective"] == "unknown"
+    assert validated.result["perf_evidence"]["reason"] == "not measured (evidence not collected)"
+    assert fake.slept == []
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (
+            {"evidence_window": 61},
+            "damon_perf_evidence_window: 61.0 is out of range; expected seconds as a number "
+            "from 0 to 60 (0: do not watch the counter)",
+        ),
+        (
+            {"stand_in_kernels": ["6.12 lab;x"]},
+            "damon_perf_stand_in_kernels[0]: '6.12 lab;x' is not a list of at most 64 kernel "
+            "releases (uname -r: [A-Za-z0-9._+~-], at most 64 characters)",
+        ),
+    ],
+)
+def test_bad_evidence_inputs_fail_before_any_write(fake, args, problem):
+    done = call(fake, **args)
+    assert done.failed
+    assert done.result["msg"] == "invalid input: " + problem
+    assert fake.writes == []
 
 
 def test_sample_freq_above_host_limit(fake):
@@ -124,6 +212,7 @@ def test_no_event_policy_skip_on_mainline(tmp_path):
     with (
         mock.patch.object(damon_sysfs, "RealSysfs", return_value=fake),
         mock.patch.object(damon_sysfs, "KmsgLog", return_value=fake.log),
+        mock.patch.object(damon_sysfs, "_sleep", fake.advance),
     ):
         done = call(fake, no_event_policy="skip")
     assert not done.failed

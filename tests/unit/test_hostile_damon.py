@@ -61,6 +61,7 @@ def fake(tmp_path: Path) -> Any:
         mock.patch.object(damon_sysfs, "RealSysfs", return_value=fake),
         mock.patch.object(damon_sysfs, "KmsgLog", return_value=fake.log),
         mock.patch.object(damon_sysfs, "host_max_sample_rate", return_value=100000),
+        mock.patch.object(damon_sysfs, "_sleep", fake.advance),
     ):
         yield fake
 
@@ -312,7 +313,8 @@ def test_size_limits_name_the_input(fake: Any, kdamond: Any, expected: str) -> N
 MISSPELT = "damon_perf_kdamond:\n  - {operations: vaddr, targets: [{pid: 1}]}\n"
 ACCEPTED = (
     "accepted keys: damon_perf_kdamonds, damon_perf_default_perf_events, damon_perf_sample_freq, "
-    "damon_perf_no_event_policy, damon_perf_layout, damon_perf_settle_time"
+    "damon_perf_no_event_policy, damon_perf_layout, damon_perf_settle_time, "
+    "damon_perf_fallback_policy, damon_perf_evidence_window, damon_perf_stand_in_kernels"
 )
 
 
