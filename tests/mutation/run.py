@@ -6,7 +6,7 @@
     python tests/mutation/run.py --list              the modules and their files
 
 Prints, per module, the number of mutants, how many the unit tier kills and the kill rate;
-lists every survivor that ``tests/mutation/accepted.txt`` does not accept, with its diff;
+lists every survivor that ``tests/mutation/accepted-<module>.txt`` does not accept, with its diff;
 exits 1 when a module's kill rate (accepted survivors counted as killed) is under
 ``GOAL``, 2 on bad arguments. Nothing is written into the checkout: mutmut works in a
 temporary folder (``--keep DIR`` keeps it there for ``mutmut show``/``browse``).
@@ -44,7 +44,8 @@ MODULES: dict[str, str] = {
     "kernel_install_gate": "plugins/module_utils/kernel_install_gate.py",
     "report": "src/damon_fleet/report.py",
 }
-ACCEPTED = Path(__file__).with_name("accepted.txt")
+# Accepted survivors: tests/mutation/accepted-<module>.txt, one file per module.
+ACCEPTED_DIR = Path(__file__).parent
 # Statuses mutmut reports; a timeout means the tests noticed (an endless loop).
 KILLED = {"killed", "timeout"}
 # A mutant mutmut did not get to: the run is incomplete, and no rate is printed for it.
@@ -68,11 +69,14 @@ def workspace_path(name: str) -> str:
 
 
 def read_accepted() -> dict[str, str]:
-    """``mutant-name  reason`` lines; ``#`` starts a comment."""
+    """``mutant-name  reason`` lines of every ``accepted-*.txt``; ``#`` starts a comment."""
     accepted: dict[str, str] = {}
-    if not ACCEPTED.is_file():
-        return accepted
-    for line in ACCEPTED.read_text(encoding="utf-8").splitlines():
+    lines = [
+        line
+        for path in sorted(ACCEPTED_DIR.glob("accepted-*.txt"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    for line in lines:
         line = line.split("#", 1)[0].strip()
         if line:
             name, _, reason = line.partition(" ")
@@ -211,7 +215,7 @@ def report(ws: Path, names: list[str], found: dict[str, str], seconds: float) ->
     print(f"time: {seconds:.0f} s; goal: {GOAL:.0%} per module (accepted survivors counted)")
     survivors = sorted(k for k, v in found.items() if v not in KILLED and k not in accepted)
     if survivors:
-        print(f"\n{len(survivors)} survivors not accepted (tests/mutation/accepted.txt):")
+        print(f"\n{len(survivors)} survivors not accepted (tests/mutation/accepted-*.txt):")
         for name in survivors[:SHOW]:
             diff = mutmut(ws, "show", name, capture=True).stdout
             changed = [
