@@ -52,6 +52,7 @@ from ansible.module_utils.damon_evidence import (
     parse_window,
 )
 from ansible.module_utils.damon_evidence import Evidence as PerfEvidence
+from ansible.module_utils.damon_evidence import describe as describe_perf
 from ansible.module_utils.damon_evidence import judge as judge_evidence
 from ansible.module_utils.damon_kernel_facts import parse_avail_operations
 from ansible.module_utils.damon_plan import (
@@ -521,8 +522,10 @@ class ApplyResult:
         return value
 
     def perf_dict(self) -> dict[str, Any]:
+        """``perf_effective``, ``perf_evidence`` and ``perf_summary`` (the one-line text)."""
         evidence = self.perf or not_measured("not measured: the run stopped before it")
         out: dict[str, Any] = evidence.as_dict()
+        out["perf_summary"] = describe_perf(out)
         return out
 
 

@@ -232,6 +232,13 @@ perf_effective:
   returned: always
   type: str
   sample: "yes"
+perf_summary:
+  description:
+    - RV(perf_effective) with its reason in one line, as every damon-fleet report prints it;
+      a stand-in kernel is named next to the value.
+  returned: always
+  type: str
+  sample: "no (perf event create on CPU 0 failed with -2; monitoring with accessed bits)"
 perf_evidence:
   description: What RV(perf_effective) was decided from.
   returned: always

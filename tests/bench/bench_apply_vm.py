@@ -37,6 +37,7 @@ GUEST_DIR = "/tmp/damon-bench"
 MODULE_UTILS = (
     "strict_yaml.py",
     "damon_kernel_facts.py",
+    "damon_evidence.py",
     "damon_spec.py",
     "damon_plan.py",
     "damon_apply.py",

@@ -335,7 +335,11 @@ def test_01_role_starts_paddr_and_vaddr_kdamonds(lab_vm: LabVm, run_role) -> Non
     writes = [tuple(w) for w in result["writes"]]
     assert ("kdamonds/nr_kdamonds", "2") in writes
     assert ("kdamonds/0/state", "on") in writes and ("kdamonds/1/state", "on") in writes
-    assert result["perf_effective"] is False  # mainline layout: the accessed-bit check
+    # mainline layout: the accessed-bit check, from the plan (no perf event to configure)
+    assert result["perf_effective"] == "no"
+    assert result["perf_evidence"]["reason"] == (
+        "no perf event configured (mainline layout); monitoring with accessed bits"
+    )
     assert any("accessed-bit" in w for w in result["warnings"]), result["warnings"]
     reported = {k["index"]: k for k in result["kdamonds"]}
     assert all(reported[i]["state"] == "on" and reported[i]["pid"] for i in (0, 1)), reported
@@ -352,7 +356,8 @@ def test_01_role_starts_paddr_and_vaddr_kdamonds(lab_vm: LabVm, run_role) -> Non
     assert config["damon_perf_no_event_policy"] == "accessed_bit"
     lab_vm.ssh(f"test -x {APPLIER}")
     lab_vm.ssh(f"test -f {LIB_DIR}/damon_spec.py -a -f {LIB_DIR}/damon_plan.py")
-    lab_vm.ssh(f"test -f {LIB_DIR}/damon_apply.py -a -f {UNIT_PATH}")
+    lab_vm.ssh(f"test -f {LIB_DIR}/damon_apply.py -a -f {LIB_DIR}/damon_evidence.py")
+    lab_vm.ssh(f"test -f {UNIT_PATH}")
     assert lab_vm.ssh(f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
     show = lab_vm.ssh(f"systemctl show -p After -p Type -p ExecStart {UNIT}").stdout
     assert WORKLOAD in show and "Type=oneshot" in show and f"--config {CONFIG}" in show, show
