@@ -136,6 +136,9 @@ class FakeKernelLog:
     def now_us(self) -> int:
         return self.tick()
 
+    def pass_time(self, seconds: float) -> None:
+        self._clock += int(seconds * 1_000_000)
+
     def log(self, message: str) -> None:
         self.records.append((self.tick(), message))
 
@@ -504,6 +507,7 @@ class FakeDamonSysfs:
         """Let ``seconds`` pass: every created counter of a running kdamond reports
         ``reports_per_second`` samples a second (a ``sleep`` for the applier)."""
         self.slept.append(seconds)
+        self.log.pass_time(seconds)
         if self.layout != "rfc-v3":
             return
         for index in self.running:
