@@ -1020,7 +1020,9 @@ def applier_main(
         print(json.dumps(out, indent=2, sort_keys=True))
         print(f"damon-fleet-apply: error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+    out = result.as_dict()
+    print(json.dumps(out, indent=2, sort_keys=True))
     for warning in result.warnings:
         print(f"damon-fleet-apply: warning: {warning}", file=sys.stderr)
+    print(f"damon-fleet-apply: perf_effective {out['perf_summary']}", file=sys.stderr)
     return 0

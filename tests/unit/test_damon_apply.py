@@ -522,10 +522,15 @@ def test_applier_check_on_a_copied_tree(fake, tmp_path, capsys):
     rc = applier_main(
         ["--config", str(config), "--check", "--root", fake.root], fake.log, fake.advance
     )
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert rc == 0 and out["changed"] is False and out["layout"] == "rfc-v3"
     assert out["perf_effective"] == "yes"  # read-only evidence, nothing to write
     assert fake.slept == [3.0]
+    assert captured.err == (
+        "damon-fleet-apply: perf_effective yes (no perf event create failure in the kernel "
+        "log since the kdamond started; total_reports grew 600 -> 1200 over 3 s)\n"
+    )
 
 
 def test_applier_fails_clearly(tmp_path, capsys):
@@ -539,3 +544,26 @@ def test_applier_fails_clearly(tmp_path, capsys):
         "damon-fleet-apply: error: damon_perf_kdamonds[0].operations: 'x' is not one of "
         "vaddr, fvaddr, paddr\n"
     )
+
+
+def test_applier_names_a_stand_in_kernel_from_the_config(fake, tmp_path, capsys):
+    run(fake)
+    config = tmp_path / "damon.yml"
+    config.write_text(
+        json.dumps(
+            {
+                "damon_perf_kdamonds": [EXAMPLE],
+                "damon_perf_evidence_window": 1,
+                # the running kernel of this machine: /proc/sys/kernel/osrelease
+                "damon_perf_stand_in_kernels": [os.uname().release, "6.12.117-other"],
+            }
+        )
+    )
+    rc = applier_main(
+        ["--config", str(config), "--check", "--root", fake.root], fake.log, fake.advance
+    )
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert rc == 0 and out["perf_evidence"]["stand_in"] is True
+    assert out["perf_summary"].startswith("yes (stand-in kernel; ")
+    assert out["perf_evidence"]["window_s"] == 1.0
