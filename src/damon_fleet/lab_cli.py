@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import yaml
 from ansible.module_utils.lab_qemu import SSH_OPTIONS, format_table, list_vms, vm_status
 
 from damon_fleet._paths import REPO_ROOT, runner_envvars
@@ -28,7 +30,9 @@ from damon_fleet.signals import exit_code as signal_exit_code
 PLAYBOOK = REPO_ROOT / "playbooks" / "lab.yml"
 DEFAULT_STATE_DIR = REPO_ROOT / ".damon-fleet" / "lab"
 DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
-STATUS_COLUMNS = ("name", "ssh_port", "pid", "state", "accel", "kernel")
+PROFILES_INDEX = REPO_ROOT / "roles" / "lab_profile" / "files" / "profiles" / "index.yml"
+HOST_NAME = re.compile(r"[a-z][a-z0-9-]*")
+STATUS_COLUMNS = ("name", "ssh_port", "pid", "state", "accel", "kernel", "profile")
 SSH_TIMEOUT = 10.0
 EXIT_BAD_INPUT = 2
 STOPPED_CODES = frozenset(signal_exit_code(s) for s in STOP_SIGNALS)
@@ -114,9 +118,61 @@ def _parse_extra(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def known_profiles(index: Path = PROFILES_INDEX) -> dict[str, str]:
+    """``{name: the machine it plays}`` of the lab profiles (roles/lab_profile)."""
+    try:
+        data = yaml.safe_load(index.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    profiles = data.get("profiles") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in profiles.items()} if isinstance(profiles, dict) else {}
+
+
+def profile_vars(
+    by_position: str | None, by_host: Sequence[str], known: Sequence[str]
+) -> dict[str, Any]:
+    """``--profiles A,B`` and ``--profile HOST=NAME`` as lab_fleet inputs.
+
+    Raises ValueError (one line naming the option and what is accepted) on an unknown
+    profile or a malformed value.
+    """
+    accepted = ", ".join(sorted(known))
+    out: dict[str, Any] = {}
+    if by_position is not None:
+        names = [name.strip() for name in by_position.split(",")]
+        if not all(names):
+            raise ValueError(
+                f"--profiles {by_position!r}: expected profile names separated by commas "
+                f"(known: {accepted})"
+            )
+        for name in names:
+            if name not in known:
+                raise ValueError(
+                    f"--profiles: unknown profile {name!r}; known profiles: {accepted}"
+                )
+        out["lab_fleet_profiles"] = names
+    by_name: dict[str, str] = {}
+    for pair in by_host:
+        host, sep, name = pair.partition("=")
+        if not sep or not HOST_NAME.fullmatch(host):
+            raise ValueError(
+                f"--profile {pair!r}: expected HOST=PROFILE, e.g. lab1=icelake-sp "
+                f"(known profiles: {accepted})"
+            )
+        if name not in known:
+            raise ValueError(
+                f"--profile {pair!r}: unknown profile {name!r}; known profiles: {accepted}"
+            )
+        by_name[host] = name
+    if by_name:
+        out["lab_fleet_host_profiles"] = by_name
+    return out
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     try:
         extra = _parse_extra(args.extra_vars)
+        profiles = profile_vars(args.profiles, args.profile, list(known_profiles()))
     except ValueError as exc:
         print(f"damon-fleet lab up: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -134,6 +190,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         extravars["lab_fleet_kernel_packages"] = [
             str(Path(p).resolve()) for p in args.kernel_package
         ]
+    extravars.update(profiles)
     extravars.update(extra)
     started = time.monotonic()
     rc = run_playbook(extravars, args.verbose)
@@ -193,9 +250,19 @@ def guest_kernel(port: int, key: str, timeout: float = SSH_TIMEOUT) -> str | Non
 
 
 def fleet_status(state_dir: Path, ssh: bool = True) -> list[dict[str, Any]]:
-    """One row per VM of *state_dir*: name, ssh_port, pid, state, accel, kernel."""
-    key = str(_fleet_record(state_dir).get("ssh_key") or "")
+    """One row per VM of *state_dir*: name, ssh_port, pid, state, accel, kernel, and the
+    lab profile it plays (from ``fleet.json``, None when not recorded)."""
+    record = _fleet_record(state_dir)
+    key = str(record.get("ssh_key") or "")
+    vms = record.get("vms") if isinstance(record.get("vms"), list) else []
+    profiles = {
+        vm.get("name"): vm.get("profile")
+        for vm in vms
+        if isinstance(vm, dict) and isinstance(vm.get("profile"), str)
+    }
     rows = [vm_status(str(state_dir), name) for name in list_vms(str(state_dir))]
+    for row in rows:
+        row["profile"] = profiles.get(row["name"])
     running = [row for row in rows if row["state"] == "running"]
     if ssh and running:
         with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
@@ -263,6 +330,23 @@ def add_lab_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         default=[],
         metavar="DEB",
         help="kernel .deb for the image instead of building the lab kernel (repeatable)",
+    )
+    up.add_argument(
+        "--profiles",
+        default=None,
+        metavar="NAME[,NAME...]",
+        help=(
+            "the real machine each VM plays for perf detection, by position (lab1 the "
+            "first; a larger fleet starts over); default: the lab_fleet role's "
+            "lab_fleet_profiles (README, Lab fleet)"
+        ),
+    )
+    up.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="HOST=NAME",
+        help="the machine one VM plays, e.g. lab1=icelake-sp (repeatable; over --profiles)",
     )
     up.add_argument(
         "-e",

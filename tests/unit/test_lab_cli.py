@@ -136,16 +136,93 @@ def test_status_of_stopped_and_empty_fleets(tmp_path, capsys):
         (tmp_path / name / "vm.json").write_text(
             VmState(name=name, ssh_port=port, accel="tcg").to_json()
         )
+    # the profile each VM plays, as the lab_fleet role records it (lab2 not recorded)
+    (tmp_path / "fleet.json").write_text(
+        json.dumps({"ssh_key": "", "vms": [{"name": "lab1", "profile": "icelake-sp"}]})
+    )
     assert main(["lab", "status", "--state-dir", str(tmp_path), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["name"], r["ssh_port"], r["state"], r["kernel"]) for r in rows] == [
-        ("lab1", 2201, "stopped", None),
-        ("lab2", 2202, "stopped", None),
+    assert [(r["name"], r["ssh_port"], r["state"], r["kernel"], r["profile"]) for r in rows] == [
+        ("lab1", 2201, "stopped", None, "icelake-sp"),
+        ("lab2", 2202, "stopped", None, None),
     ]
     assert main(["lab", "status", "--state-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "SSH_PORT", "PID", "STATE", "ACCEL", "KERNEL"]
-    assert lines[2].split() == ["lab2", "2202", "-", "stopped", "tcg", "-"]
+    assert lines[0].split() == ["NAME", "SSH_PORT", "PID", "STATE", "ACCEL", "KERNEL", "PROFILE"]
+    assert lines[1].split() == ["lab1", "2201", "-", "stopped", "tcg", "-", "icelake-sp"]
+    assert lines[2].split() == ["lab2", "2202", "-", "stopped", "tcg", "-", "-"]
+
+
+# --- lab profiles: the real machine each VM plays -------------------------------------
+
+KNOWN = "amd-epyc-vm, icelake-sp, raptorlake-hybrid, sapphirerapids"
+
+
+def test_known_profiles_are_the_role_index():
+    profiles = lab_cli.known_profiles()
+    assert sorted(profiles) == KNOWN.split(", ")
+    for name in profiles:
+        assert (lab_cli.PROFILES_INDEX.parent / name / "profile.yml").is_file()
+
+
+def test_profiles_and_profile_become_the_role_inputs(tmp_path, ansible, capsys):
+    _, calls = ansible
+    argv = ["lab", "up", "--state-dir", str(tmp_path), "--count", "3"]
+    rc = main([*argv, "--profiles", "icelake-sp,amd-epyc-vm", "--profile", "lab3=sapphirerapids"])
+    assert rc == 0
+    extravars = calls[-1]["extravars"]
+    assert extravars["lab_fleet_profiles"] == ["icelake-sp", "amd-epyc-vm"]
+    assert extravars["lab_fleet_host_profiles"] == {"lab3": "sapphirerapids"}
+    # without the options the role's defaults apply: nothing is passed
+    assert main(argv) == 0
+    assert "lab_fleet_profiles" not in calls[-1]["extravars"]
+    assert "lab_fleet_host_profiles" not in calls[-1]["extravars"]
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--profile", "lab1=skylake"],
+            f"--profile 'lab1=skylake': unknown profile 'skylake'; known profiles: {KNOWN}",
+        ),
+        (
+            ["--profiles", "sapphirerapids,zen5"],
+            f"--profiles: unknown profile 'zen5'; known profiles: {KNOWN}",
+        ),
+        (
+            ["--profiles", "sapphirerapids,"],
+            "--profiles 'sapphirerapids,': expected profile names separated by commas "
+            f"(known: {KNOWN})",
+        ),
+        (
+            ["--profile", "lab1"],
+            f"--profile 'lab1': expected HOST=PROFILE, e.g. lab1=icelake-sp (known profiles: {KNOWN})",
+        ),
+        (
+            ["--profile=-x/lab1=icelake-sp"],
+            "--profile '-x/lab1=icelake-sp': expected HOST=PROFILE, e.g. lab1=icelake-sp "
+            f"(known profiles: {KNOWN})",
+        ),
+    ],
+)
+def test_unknown_profile_is_refused_before_anything_runs(
+    tmp_path, ansible, capsys, options, message
+):
+    _, calls = ansible
+    assert main(["lab", "up", "--state-dir", str(tmp_path), *options]) == 2
+    assert calls == []
+    captured = capsys.readouterr()
+    assert captured.err == f"damon-fleet lab up: {message}\n"
+    assert captured.out == ""
+    assert not (tmp_path / "fleet.json").exists()
+
+
+def test_a_missing_profile_index_knows_no_profile(tmp_path):
+    assert lab_cli.known_profiles(tmp_path / "index.yml") == {}
+    (tmp_path / "index.yml").write_text("- not a mapping\n")
+    assert lab_cli.known_profiles(tmp_path / "index.yml") == {}
 
 
 def test_guest_kernel_without_port_or_key():
