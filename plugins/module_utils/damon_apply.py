@@ -833,16 +833,21 @@ class Applier:
             )
         if not settings.collect:
             return not_measured("not measured (evidence not collected)", stand_in)
-        lines, log_error, since = self._log_lines(wanted)
+        lines, log_error, since = self._log_lines(wanted, started)
         self.result.perf_failures = parse_failures(lines or [])
         counters = self._watch_counters(wanted)
         return judge_evidence(lines, counters, settings.window, stand_in, log_error, since)
 
-    def _log_lines(self, wanted: Sequence[int]) -> tuple[list[str] | None, str | None, str]:
-        """The kernel log since the ``on``/``commit`` write of this run (after the mark),
-        or, with nothing written, since the kdamonds started; (None, why) if unreadable."""
+    def _log_lines(
+        self, wanted: Sequence[int], started: Sequence[int]
+    ) -> tuple[list[str] | None, str | None, str]:
+        """The kernel log since the ``on``/``commit`` write of this run (after the mark)
+        when every kdamond with perf events got one; else since the earliest start of
+        those that did not (failure lines cannot be told apart by kdamond, so this may
+        include older lines of the others: never a false yes). (None, why) if unreadable."""
         if self.log is None:
             return None, "no kernel log given", ""
+        unchanged = [index for index in wanted if index not in started]
         if self._log_marked:
             if self._log_mark_error is not None:
                 return None, self._log_mark_error, ""
@@ -850,8 +855,9 @@ class Applier:
                 lines = self.log.messages_since_mark()
             except OSError as err:
                 return None, _oserror(err), ""
-            return lines, None, "since the 'on'/'commit' write"
-        pids = [k["pid"] for k in self.result.kdamonds if k["index"] in wanted and k["pid"]]
+            if not unchanged:
+                return lines, None, "since the 'on'/'commit' write"
+        pids = [k["pid"] for k in self.result.kdamonds if k["index"] in unchanged and k["pid"]]
         starts = [self.log.process_start_us(pid) for pid in pids]
         known = [s for s in starts if s is not None]
         # /proc/<pid>/stat counts from boot in clock ticks, the log in microseconds from

@@ -374,3 +374,21 @@ def test_kdamonds_without_perf_events_are_no_and_spend_no_window(tmp_path: Any) 
         "no (no perf event configured; monitoring with accessed bits)"
     )
     assert fake.slept == [0.5]
+
+
+def test_an_unchanged_kdamond_beside_a_committed_one_is_judged_since_its_start(
+    tmp_path: Any,
+) -> None:
+    fake = FakeDamonSysfs(tmp_path, perf_unsupported_types=(4,))
+    cpu_clock = dict(EXAMPLE, perf_events=[{"type": 1, "config": 0}])
+    pebs = dict(EXAMPLE, targets=[{"pid": 77}])
+    assert apply(fake, [cpu_clock, pebs]).perf_effective == "no"
+    fake.advance(60)
+    # kdamond 0 gets a commit; kdamond 1 (the dropped PEBS event) is left as it runs
+    result = apply(fake, [dict(cpu_clock, targets=[{"pid": 99}]), pebs])
+    assert result.writes[-1] == ("kdamonds/0/state", "commit")
+    assert result.perf_effective == "no"
+    assert result.as_dict()["perf_evidence"]["failures"] == [
+        "damon: perf event create on CPU 0 failed with -2",
+        "damon: perf event create on CPU 1 failed with -2",
+    ]
