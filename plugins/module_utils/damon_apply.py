@@ -833,9 +833,10 @@ class Applier:
             )
         if not settings.collect:
             return not_measured("not measured (evidence not collected)", stand_in)
+        counters = self._watch_counters(wanted)
+        # the log after the window: it also holds what the kdamonds logged meanwhile
         lines, log_error, since = self._log_lines(wanted, started)
         self.result.perf_failures = parse_failures(lines or [])
-        counters = self._watch_counters(wanted)
         return judge_evidence(lines, counters, settings.window, stand_in, log_error, since)
 
     def _log_lines(

@@ -392,3 +392,18 @@ def test_an_unchanged_kdamond_beside_a_committed_one_is_judged_since_its_start(
         "damon: perf event create on CPU 0 failed with -2",
         "damon: perf event create on CPU 1 failed with -2",
     ]
+
+
+def test_a_failure_logged_during_the_window_counts(tmp_path: Any) -> None:
+    fake = FakeDamonSysfs(tmp_path)
+
+    def sleep(seconds: float) -> None:
+        fake.advance(seconds)
+        if seconds == 3.0:  # the window: the kdamond recreates an event, which fails
+            fake.log.log("damon: perf event create on CPU 1 failed with -16")
+
+    result = apply(fake, sleep=sleep)
+    assert result.perf_effective == "no"
+    assert result.as_dict()["perf_evidence"]["failures"] == [
+        "damon: perf event create on CPU 1 failed with -16"
+    ]
