@@ -207,6 +207,15 @@ EXAMPLES = r"""
     no_event_policy: accessed_bit
   register: damon
 
+- name: Fail when the configured events do not take effect (dropped, or no sample in 5 s)
+  damon_sysfs:
+    kdamonds:
+      - operations: paddr
+        perf_events: [{type: 1, config: 0, sample_freq: 1000}]
+    fallback_policy: fail
+    evidence_window: 5
+    stand_in_kernels: ["6.12.117-lab-perf-events-abi-0c853a0d"]
+
 - name: Stop and remove every kdamond
   damon_sysfs:
     kdamonds: []
