@@ -254,7 +254,9 @@ def fleet_status(state_dir: Path, ssh: bool = True) -> list[dict[str, Any]]:
     lab profile it plays (from ``fleet.json``, None when not recorded)."""
     record = _fleet_record(state_dir)
     key = str(record.get("ssh_key") or "")
-    vms = record.get("vms") if isinstance(record.get("vms"), list) else []
+    vms = record.get("vms")
+    if not isinstance(vms, list):
+        vms = []
     profiles = {
         vm.get("name"): vm.get("profile")
         for vm in vms

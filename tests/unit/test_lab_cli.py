@@ -198,7 +198,8 @@ def test_profiles_and_profile_become_the_role_inputs(tmp_path, ansible, capsys):
         ),
         (
             ["--profile", "lab1"],
-            f"--profile 'lab1': expected HOST=PROFILE, e.g. lab1=icelake-sp (known profiles: {KNOWN})",
+            "--profile 'lab1': expected HOST=PROFILE, e.g. lab1=icelake-sp "
+            f"(known profiles: {KNOWN})",
         ),
         (
             ["--profile=-x/lab1=icelake-sp"],

@@ -307,7 +307,9 @@ def test_role_installs_a_profile_and_changes_nothing_the_second_time(tmp_path: P
 
     def changed_tasks(text: str) -> list[str]:
         tasks = re.split(r"^TASK \[\S*lab_profile : (.*)\] \**$", text, flags=re.M)
-        return [name for name, out in zip(tasks[1::2], tasks[2::2]) if "changed: [" in out]
+        return [
+            name for name, out in zip(tasks[1::2], tasks[2::2], strict=True) if "changed: [" in out
+        ]
 
     assert changed_tasks(first) == [
         "Create the profile's folder on the host",
