@@ -10,13 +10,18 @@ unless selected explicitly -- ``pytest -m vm tests/vm`` -- or
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from damon_fleet._paths import REPO_ROOT, runner_envvars
 from damon_fleet.labvm import LabVm, build_image, build_kernel, ssh_key_path
 
 VM_DIR = Path(__file__).resolve().parent
@@ -60,6 +65,101 @@ def lab_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabVm]:
             f"\nlab VM: kernel+image ready in {prepared:.1f}s, boot to SSH {boot:.1f}s, "
             f"port {vm.port}"
         )
+        yield vm
+    finally:
+        vm.stop()
+
+
+def lab_series_build_vars() -> dict[str, Any]:
+    """The series build of the lab fleet (``inventories/lab/group_vars/all.yml``), tree kept.
+
+    The same inputs as ``deploy.yml`` on the lab and ``test_kernel_build.py``, so all of
+    them share one cached build of ``kernel-patches/lab-perf-events-abi``.
+    """
+    group_vars = yaml.safe_load(
+        (REPO_ROOT / "inventories" / "lab" / "group_vars" / "all.yml").read_text()
+    )
+    return {
+        **{key: value for key, value in group_vars.items() if key.startswith("kernel_build_")},
+        "kernel_build_keep_tree": True,
+    }
+
+
+def build_lab_series(workdir: Path) -> dict[str, Any]:
+    """Run the kernel_build role on the lab series (a no-op when cached); return its result."""
+    result = workdir / "kernel_build_result.json"
+    play = [
+        {
+            "name": "Build the lab series kernel",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "roles": [{"role": str(REPO_ROOT / "roles" / "kernel_build")}],
+            "post_tasks": [
+                {
+                    "name": "Save the build result",
+                    "ansible.builtin.copy": {
+                        "content": "{{ kernel_build_result | to_json }}",
+                        "dest": str(result),
+                        "mode": "0644",
+                    },
+                }
+            ],
+        }
+    ]
+    (workdir / "build.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    (workdir / "vars.yml").write_text(yaml.safe_dump(lab_series_build_vars()))
+    proc = subprocess.run(
+        ["ansible-playbook", str(workdir / "build.yml"), "-e", f"@{workdir / 'vars.yml'}"],
+        cwd=REPO_ROOT,
+        env={**os.environ, **runner_envvars(), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=5400,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"lab series build failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
+    data: dict[str, Any] = json.loads(result.read_text())
+    return data
+
+
+def bzimage_from_build(build: dict[str, Any], dest: Path) -> Path:
+    """Unpack the ``bzImage`` of the build's linux-image package into *dest*."""
+    images = [p for p in build["packages"] if Path(p).name.startswith("linux-image-")]
+    assert len(images) == 1, build["packages"]
+    subprocess.run(["dpkg-deb", "-x", images[0], str(dest)], check=True, capture_output=True)
+    kernel = dest / "boot" / f"vmlinuz-{build['kernel_release']}"
+    assert kernel.is_file(), f"{images[0]} has no boot/{kernel.name}"
+    return kernel
+
+
+@pytest.fixture(scope="session")
+def lab_series_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The kernel_build role's result for the lab series (built once, then cached)."""
+    started = time.monotonic()
+    build = build_lab_series(tmp_path_factory.mktemp("lab-series-build"))
+    print(
+        f"\nlab series kernel {build['kernel_release']}: "
+        f"{'built' if build['built'] else 'cached'} in {time.monotonic() - started:.1f}s"
+    )
+    return build
+
+
+@pytest.fixture(scope="session")
+def lab_series_vm(
+    lab_series_build: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabVm]:
+    """A started VM on the lab series kernel (SSH reachable), shared by the session."""
+    kernel = bzimage_from_build(lab_series_build, tmp_path_factory.mktemp("lab-series-kernel"))
+    image = build_image()
+    vm = LabVm(
+        kernel, image, ssh_key=ssh_key_path(), workdir=tmp_path_factory.mktemp("lab-series-vm")
+    )
+    vm.start()
+    try:
+        boot = vm.wait_ssh()
+        print(f"\nlab series VM: boot to SSH {boot:.1f}s, port {vm.port}")
         yield vm
     finally:
         vm.stop()
