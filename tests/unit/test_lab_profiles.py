@@ -315,7 +315,7 @@ def test_role_installs_a_profile_and_changes_nothing_the_second_time(tmp_path: P
         "Create the profile's folder on the host",
         "Unpack the profile on the host",
         "Link the profile's proc/sys to the host's own (real sysctls and kernel release)",
-        f"Point {target} at the profile",
+        f"Link the unpacked profile to {target}",
     ]
     assert changed_tasks(again) == []
     assert (
