@@ -1,5 +1,5 @@
 """``damon-fleet deploy`` on the lab fleet: ansible-runner, progress, report, ctrl-C,
-SIGTERM, --resume.
+SIGTERM, --resume, and per-host perf detection on the lab profiles.
 
 Starts its own 2 lab VMs (private state directory and inventory, linked to the lab
 group_vars), runs the real CLI, interrupts it with SIGINT once the canary finished its
@@ -196,9 +196,29 @@ def test_interrupted_deploy_resumes_without_rebooting_the_finished_host(lab: Lab
     assert set(rows) >= {"lab1", "lab2"}
     text = json.dumps(rows)
     assert release in text
+    # Per-host detection, nothing pinned: each VM plays the real machine of its lab profile
+    # (lab1 sapphirerapids, lab2 raptorlake-hybrid; roles/lab_profile) and deploy.yml
+    # detected its events from that machine's captured perf run, PMU sysfs and cpuinfo.
+    for host, profile in (("lab1", "sapphirerapids"), ("lab2", "raptorlake-hybrid")):
+        assert lab.ssh(host, "readlink /opt/damon-fleet-lab/profile").startswith(
+            f"/opt/damon-fleet-lab/profiles/{profile}-"
+        )
+        assert rows[host]["perf"]["source"] == "detected", rows[host]["perf"]
+        assert rows[host]["perf"]["classification"] == "pebs", rows[host]["perf"]
+    assert rows["lab1"]["perf"]["events"] == [
+        {"pmu": "cpu", "type": 4, "config": 0x1CD, "config1": 0x1F, "config2": 0}
+    ]
+    assert rows["lab2"]["perf"]["events"] == [
+        {"pmu": "cpu_atom", "type": 10, "config": 0x5D0, "config1": 0x1F, "config2": 0}
+    ]
+    assert rows["lab1"]["perf"]["pmu_name"] == "sapphire_rapids"
+    assert rows["lab2"]["perf"]["pmu_name"] == "alderlake_hybrid"
     markdown = cli("report", "--format", "markdown", *lab.run_args()[:2])
     assert markdown.returncode == 0, markdown.stderr
     assert "lab1" in markdown.stdout and "lab2" in markdown.stdout
+    assert "pebs: cpu type=4 config=0x1cd config1=0x1f config2=0x0" in markdown.stdout
+    assert "pebs: cpu_atom type=10 config=0x5d0 config1=0x1f config2=0x0" in markdown.stdout
+    assert "(pinned)" not in markdown.stdout
     status = cli("status", *lab.run_args()[:2])
     assert status.returncode == 0, status.stderr
     assert release in status.stdout

@@ -130,8 +130,16 @@ def test_status_lists_ports_pids_and_kernels(fleet: Fleet) -> None:
         assert rows[name]["pid"] == fleet.vm_json(name)["pid"]
         assert rows[name]["kernel"] == kernel
     table = _cli("status", *fleet.args, timeout=120).stdout.splitlines()
-    assert table[0].split() == ["NAME", "SSH_PORT", "PID", "STATE", "ACCEL", "KERNEL"]
+    assert table[0].split() == ["NAME", "SSH_PORT", "PID", "STATE", "ACCEL", "KERNEL", "PROFILE"]
     assert table[1].split()[0] == "lab1"
+    # the real machine each VM plays (lab_fleet_profiles' defaults), installed in the guest
+    profiles = {"lab1": "sapphirerapids", "lab2": "raptorlake-hybrid"}
+    assert {name: rows[name]["profile"] for name in rows} == profiles
+    for name, hv in fleet.hosts().items():
+        assert hv["lab_profile_name"] == profiles[name]
+        version = fleet.ssh(name, "/opt/damon-fleet-lab/profile/bin/perf --version")
+        assert version.returncode == 0, version.stderr
+        assert version.stdout.startswith("perf version ")
 
 
 def test_grub_reboot_and_ansible_reboot(fleet: Fleet, tmp_path: Path) -> None:
