@@ -415,7 +415,7 @@ class DamonEvent:
 # --------------------------------------------------------------------------- values
 
 
-def _parse_int(text: str, pos: int = 0) -> tuple[int, int] | None:
+def _parse_int(text: str, pos: int) -> tuple[int, int] | None:
     """Integer (decimal or 0x hex) at ``text[pos:]`` and the position after it."""
     m = _INT_RE.match(text, pos)
     if m is None:

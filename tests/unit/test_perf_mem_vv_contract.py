@@ -717,6 +717,8 @@ def _block(text: str) -> AttrBlock:
         ("4", "0x82d0", (), "store"),
         ("4", "0x2cd", (), "store"),
         ("4", "0x6d0", (), "store"),
+        ("4 (cpu_core)", "0x82d0", (), "store"),
+        ("10 (cpu_atom)", "0x5d0", (), "load"),
         ("4", "0x8203", (), "aux"),
         ("4", "0x1000008203", (), "aux"),
         ("4 (cpu)", "0x8203", (), "aux"),
@@ -884,3 +886,36 @@ def test_an_unclosed_annotation_after_a_closed_one() -> None:
     block = one_block("type 4 (cpu), config 0x1cd (mem-loads")
     assert block.fields == {"type": 4, "config": 0x1CD}
     assert block.annotations == {"type": "cpu", "config": "mem-loads"}
+
+
+@pytest.mark.parametrize(
+    ("type_", "config"), [("4", "0x82d0"), ("11 (ibs_op)", "0"), ("4", "0x1cd")]
+)
+def test_reason_failed_data_address_event_has_no_addr_note(type_: str, config: str) -> None:
+    result = parse(sampling(type_, config) + open_fail(95))
+    assert not_supported_reason(result) == (
+        "no event opened: sys_perf_event_open failed with error -95 (EOPNOTSUPP)"
+    )
+
+
+def test_to_dict_lists_are_copies() -> None:
+    result = parse(sampling("4", "0x1cd") + open_ok(3))
+    data = result.to_dict()
+    data["blocks"][0]["fields"]["sample_type"].append("X")
+    data["blocks"][0]["sample_type"].append("X")
+    data["blocks"][0]["messages_before"].append("X")
+    data["fallbacks"].append("X")
+    block = result.blocks[0]
+    assert block.fields["sample_type"] == ADDR_TYPES.split("|")
+    assert block.sample_type == ADDR_TYPES.split("|")
+    assert block.messages_before == [] and result.fallbacks == []
+
+
+def test_period_one_is_sampling() -> None:
+    text = attr(
+        row("type", "4"),
+        row("config", "0x1cd"),
+        row("{ sample_period, sample_freq }", "1"),
+        row("sample_type", ADDR_TYPES),
+    )
+    assert roles(text + open_ok(3)) == [(4, 0x1CD, "load")]

@@ -556,3 +556,29 @@ def test_hand_built_formats_are_objects() -> None:
     term = FormatTerm("e", "config", [(0, 7)])
     pmu = Pmu(name="h", type=50, formats={"e": term})
     assert resolve_event("h/e=0x22/", [pmu]).config == 0x22
+
+
+def test_find_alias_prefers_exact_then_lower_case() -> None:
+    pmu = Pmu(
+        name="p", type=30, events={"Mixed": "event=1", "mixed": "event=2", "MIXED": "event=3"}
+    )
+    assert pmu.find_alias("MIXED") == ("MIXED", "event=3")
+    assert pmu.find_alias("MiXeD") == ("mixed", "event=2")
+    del pmu.events["mixed"]
+    assert pmu.find_alias("MiXeD") == ("Mixed", "event=1")
+
+
+def test_notes_of_aliases_read_on_demand(tmp_path: Path) -> None:
+    sysfs = tmp_path / "sys"
+    make_pmu(sysfs, "cpu", 4, events={"mem-loads": "event=0xcd", "cycles": "event=0x3c", "e": ""})
+    (cpu,) = read_pmus(str(sysfs), all_events=False)
+    assert cpu.notes == []
+    assert cpu.find_alias("cycles") == ("cycles", "event=0x3c")
+    assert cpu.notes == ["events/e: unreadable or empty, skipped"]
+
+
+def test_mem_only_reading_skips_a_missing_first_name(tmp_path: Path) -> None:
+    sysfs = tmp_path / "sys"
+    make_pmu(sysfs, "cpu", 4, events={"mem-stores": "event=0xd0", "mem-loads-aux": "event=0x3"})
+    (cpu,) = read_pmus(str(sysfs), all_events=False)
+    assert cpu.events == {"mem-stores": "event=0xd0", "mem-loads-aux": "event=0x3"}
