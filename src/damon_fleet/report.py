@@ -4,7 +4,8 @@ Pure functions, no I/O:
 
 * :func:`collect` reads what the playbooks return in the events: ``perf_mem_facts``
   (``ansible_facts.damon_perf``: classification, reason, damon_perf_events, summary),
-  ``damon_sysfs`` (layout, kdamonds, perf_effective, perf_failures, writes) in the
+  ``damon_sysfs`` (layout, kdamonds, perf_effective with its perf_evidence,
+  perf_failures, writes) in the
   configure and verify stages, the ``kernel_install_result`` and ``kernel_build_result``
   facts, the phase-time debug messages (``build: N s``, ``batch N: hosts``,
   ``batch N done in N s``, ``total N s; rollout and configuration N s``), failures and
@@ -23,6 +24,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from ansible.module_utils.damon_evidence import describe as describe_perf
+from ansible.module_utils.damon_evidence import value_of as perf_value
 
 from damon_fleet.progress import (
     BATCH_DONE,
@@ -96,13 +100,27 @@ def _damon_result(res: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "layout": res.get("layout"),
         "kdamonds": kdamonds if isinstance(kdamonds, list) else None,
-        "perf_effective": res.get("perf_effective"),
+        "perf_effective": perf_value(res),
+        "perf_evidence": _mapping_or_none(res.get("perf_evidence")),
         "perf_failures": res.get("perf_failures") or [],
         "writes": len(res.get("writes") or []),
         "warnings": res.get("warnings") or [],
         "failed": bool(res.get("failed")),
         "msg": result_message(res) if res.get("failed") else None,
     }
+
+
+def _mapping_or_none(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def _perf_text(row: Mapping[str, Any], with_reason: bool) -> str:
+    """perf_effective as damon_evidence describes it (a stand-in kernel is always named)."""
+    text: str = describe_perf(
+        {"perf_effective": row.get("perf_effective"), "perf_evidence": row.get("perf_evidence")},
+        with_reason,
+    )
+    return text
 
 
 def _perf_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -358,16 +376,18 @@ def _host_row(
             "kdamonds": source.get("kdamonds"),
             "layout": source.get("layout"),
             "perf_effective": source.get("perf_effective"),
+            "perf_evidence": source.get("perf_evidence"),
             "perf_failures": source.get("perf_failures"),
             "pending_writes": verify.get("writes") if verify is not None else None,
         }
     elif info.get("damon_wanted") is False:
         damon = {"from": None, "state": "not configured", "perf_effective": None}
-    perf_effective = None
-    for candidate in (verify, configure):
-        if candidate is not None and candidate.get("perf_effective") is not None:
-            perf_effective = candidate["perf_effective"]
-            break
+    # verify's measurement, else configure's; a measured value before an unknown one
+    measured = [c for c in (verify, configure) if c and c.get("perf_effective") is not None]
+    chosen = next((c for c in measured if c["perf_effective"] != "unknown"), None)
+    chosen = chosen or (measured[0] if measured else {})
+    perf_effective = chosen.get("perf_effective")
+    perf_evidence = chosen.get("perf_evidence")
     return {
         "host": host,
         "outcome": outcome,
@@ -387,6 +407,7 @@ def _host_row(
         "perf": info.get("perf"),
         "damon": damon,
         "perf_effective": perf_effective,
+        "perf_evidence": perf_evidence,
         "phase_seconds": {
             name: phases[name]["seconds"]
             for name in PHASES
@@ -474,12 +495,6 @@ def format_event(event: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _yes_no(value: Any) -> str:
-    if value is None:
-        return "-"
-    return "yes" if value else "no"
-
-
 def _seconds(value: Any) -> str:
     if not isinstance(value, int | float):
         return "-"
@@ -540,7 +555,7 @@ def cells(row: Mapping[str, Any]) -> dict[str, str]:
         "gate": gate_text,
         "perf": perf_text,
         "damon": damon_text,
-        "perf_effective": _yes_no(row.get("perf_effective")),
+        "perf_effective": _perf_text(row, with_reason=False),
         "time": ", ".join(times) or "-",
     }
 
@@ -570,8 +585,11 @@ def details(row: Mapping[str, Any]) -> list[str]:
     perf = row.get("perf") or {}
     if perf.get("classification") == "none" and perf.get("reason"):
         out.append(f"{host}: no perf events: {perf['reason']}")
-    for failed in (row.get("damon") or {}).get("perf_failures") or []:
-        out.append(f"{host}: perf event create failed: {json.dumps(failed, sort_keys=True)}")
+    if isinstance(row.get("perf_evidence"), Mapping):
+        out.append(f"{host}: perf_effective: {shorten(_perf_text(row, with_reason=True), 1000)}")
+    else:  # reports from before perf_effective had evidence
+        for failed in (row.get("damon") or {}).get("perf_failures") or []:
+            out.append(f"{host}: perf event create failed: {json.dumps(failed, sort_keys=True)}")
     return out
 
 
@@ -736,7 +754,14 @@ def fleet_status(
             if damon and not damon.get("check_mode"):
                 fields["damon"] = _newer(fields.get("damon"), when, damon.get("state"))
                 fields["perf_effective"] = _newer(
-                    fields.get("perf_effective"), when, row.get("perf_effective")
+                    fields.get("perf_effective"),
+                    when,
+                    {
+                        "perf_effective": perf_value(row),
+                        "perf_evidence": _mapping_or_none(row.get("perf_evidence")),
+                    }
+                    if perf_value(row) is not None
+                    else None,
                 )
             fields["classification"] = _newer(
                 fields.get("classification"), when, perf.get("classification")
@@ -763,6 +788,9 @@ def fleet_status(
         for key, _ in STATUS_COLUMNS[1:]:
             value = fields.get(key)
             out[key] = value[1] if value is not None else None
+        perf = out.get("perf_effective")
+        out["perf_effective"] = perf.get("perf_effective") if isinstance(perf, Mapping) else None
+        out["perf_evidence"] = perf.get("perf_evidence") if isinstance(perf, Mapping) else None
         rows.append(out)
     return rows
 
@@ -772,7 +800,7 @@ def render_status(rows: Sequence[Mapping[str, Any]], fmt: str = "table") -> str:
         return json.dumps(list(rows), indent=2, sort_keys=True) + "\n"
     texts = [
         [
-            (_yes_no(r.get(k)) if k == "perf_effective" else str(r.get(k) or "-"))
+            (_perf_text(r, with_reason=False) if k == "perf_effective" else str(r.get(k) or "-"))
             for k, _ in STATUS_COLUMNS
         ]
         for r in rows

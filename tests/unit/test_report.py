@@ -9,9 +9,15 @@ reached. Each file's ``_captured`` says how it was made.
 
 from __future__ import annotations
 
+import copy
 import json
+from unittest import mock
 
+import damon_sysfs
 from conftest import FIXTURES
+from damon_examples import EXAMPLE
+from fake_damon_sysfs import FakeDamonSysfs
+from module_harness import run_module
 
 from damon_fleet import report
 
@@ -73,7 +79,7 @@ def test_configure_check_report_keeps_damon_state_and_marks_check_mode():
     assert damon["state"] == "on"
     assert damon["kdamonds"] == [{"index": 0, "state": "on", "pid": None}]
     assert damon["layout"] == "mainline"
-    assert row["perf_effective"] is False
+    assert row["perf_effective"] == "no"  # recorded as false before it had three values
     cells = report.cells(row)
     assert cells["damon"] == "on (1 kdamond) [check]"
     assert cells["perf_effective"] == "no"
@@ -271,3 +277,85 @@ def test_a_failed_host_is_failed_not_unreachable():
     (row,) = rep["hosts"]
     assert (row["outcome"], row["failure"]["unreachable"]) == ("failed", False)
     assert rep["summary"]["unreachable"] == []
+
+
+# --------------------------------------------------------------------------- perf_effective
+
+APPLY_TASK = "Apply the DAMON configuration and verify the perf-event access check"
+
+
+def damon_module_result(tmp_path, kdamond=EXAMPLE, **args):
+    """What the damon_sysfs module returns on a host where the PEBS event (type 4) cannot
+    be created (the fake sysfs logs the kernel's line and total_reports stays flat) and a
+    software event (type 1) samples."""
+    fake = FakeDamonSysfs(tmp_path, perf_unsupported_types=(4,), online_cpus=(0,))
+    with (
+        mock.patch.object(damon_sysfs, "RealSysfs", return_value=fake),
+        mock.patch.object(damon_sysfs, "KmsgLog", return_value=fake.log),
+        mock.patch.object(damon_sysfs, "host_max_sample_rate", return_value=100000),
+        mock.patch.object(damon_sysfs, "_sleep", fake.advance),
+        mock.patch.object(damon_sysfs, "running_release", return_value=RELEASE),
+    ):
+        done = run_module(
+            damon_sysfs.main,
+            {"kdamonds": [kdamond], "settle_time": 0, "root": fake.root, **args},
+        )
+    assert not done.failed, done.result
+    return done.result
+
+
+def configure_events_with(res):
+    """The REAL events of a configure run, its apply task answering ``res``."""
+    found = 0
+    out = copy.deepcopy(events("localhost-configure-check.json"))
+    for event in out:
+        data = event.get("event_data") or {}
+        if event.get("event") == "runner_on_ok" and data.get("task") == APPLY_TASK:
+            data["res"] = res
+            found += 1
+    assert found == 1
+    return out
+
+
+def test_perf_effective_no_with_the_kernels_reason_and_the_stand_in(tmp_path):
+    res = damon_module_result(tmp_path, stand_in_kernels=[RELEASE])
+    rep = report.build_report(
+        run_info("configure", status="successful", finished="2026-11-30T21:00:00Z"),
+        configure_events_with(res),
+        [],
+        ["localhost"],
+    )
+    (row,) = rep["hosts"]
+    assert row["perf_effective"] == "no"
+    assert row["perf_evidence"]["stand_in"] is True
+    assert row["damon"]["perf_evidence"] == row["perf_evidence"]
+    assert report.cells(row)["perf_effective"] == "no (stand-in kernel)"
+    assert (
+        "localhost: perf_effective: no (stand-in kernel; damon: perf event create on CPU 0 "
+        "failed with -2; monitoring with accessed bits)"
+    ) in report.details(row)
+    assert not any("perf event create failed: {" in line for line in report.details(row))
+    assert "no (stand-in kernel)" in report.render_table(rep)
+
+    (status,) = report.fleet_status([rep])
+    assert status["perf_effective"] == "no"
+    assert status["perf_evidence"]["reason"] == (
+        "damon: perf event create on CPU 0 failed with -2; monitoring with accessed bits"
+    )
+    assert "no (stand-in kernel)" in report.render_status([status])
+
+
+def test_perf_effective_yes_on_a_stand_in_is_never_bare(tmp_path):
+    cpu_clock = dict(EXAMPLE, perf_events=[{"type": 1, "config": 0}])
+    res = damon_module_result(tmp_path, cpu_clock, stand_in_kernels=[RELEASE])
+    assert res["perf_effective"] == "yes"
+    rep = report.build_report(
+        run_info("configure", status="successful", finished="2026-11-30T21:00:00Z"),
+        configure_events_with(res),
+        [],
+        ["localhost"],
+    )
+    (row,) = rep["hosts"]
+    assert report.cells(row)["perf_effective"] == "yes (stand-in kernel)"
+    (status,) = report.fleet_status([rep])
+    assert "  yes (stand-in kernel)  " in report.render_status([status])
