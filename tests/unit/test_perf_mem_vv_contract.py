@@ -919,3 +919,14 @@ def test_period_one_is_sampling() -> None:
         row("sample_type", ADDR_TYPES),
     )
     assert roles(text + open_ok(3)) == [(4, 0x1CD, "load")]
+
+
+def test_trailing_comma_after_a_field() -> None:
+    assert one_block("disabled 1,", "inherit 1 ,").fields == {"disabled": 1, "inherit": 1}
+
+
+def test_opening_name_belongs_to_the_next_block_only() -> None:
+    text = "Opening: cpu/mem-loads/P\n" + attr(row("type", "4")) + attr(row("type", "4"))
+    first, second = parse(text).blocks
+    assert (first.name, second.name) == ("cpu/mem-loads/P", None)
+    assert second.to_dict()["name"] is None

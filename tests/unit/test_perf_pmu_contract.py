@@ -582,3 +582,11 @@ def test_mem_only_reading_skips_a_missing_first_name(tmp_path: Path) -> None:
     make_pmu(sysfs, "cpu", 4, events={"mem-stores": "event=0xd0", "mem-loads-aux": "event=0x3"})
     (cpu,) = read_pmus(str(sysfs), all_events=False)
     assert cpu.events == {"mem-stores": "event=0xd0", "mem-loads-aux": "event=0x3"}
+
+
+def test_mem_only_reading_notes_an_empty_mem_event(tmp_path: Path) -> None:
+    sysfs = tmp_path / "sys"
+    make_pmu(sysfs, "cpu", 4, events={"mem-loads": "", "mem-stores": "event=0xd0"})
+    (cpu,) = read_pmus(str(sysfs), all_events=False)
+    assert cpu.events == {"mem-stores": "event=0xd0"}
+    assert cpu.notes == ["events/mem-loads: unreadable or empty, skipped"]
