@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ansible.module_utils.damon_evidence import describe as describe_perf
-from ansible.module_utils.damon_evidence import value_of as perf_value
 
 from damon_fleet.progress import (
     BATCH_DONE,
@@ -97,25 +96,40 @@ def _first_message(res: Any) -> list[str]:
 def _damon_result(res: Mapping[str, Any]) -> dict[str, Any]:
     """The keys of a damon_sysfs result the report shows (see its RETURN docs)."""
     kdamonds = res.get("kdamonds")
-    return {
+    out = {
         "layout": res.get("layout"),
         "kdamonds": kdamonds if isinstance(kdamonds, list) else None,
-        "perf_effective": perf_value(res),
-        "perf_evidence": _mapping_or_none(res.get("perf_evidence")),
+        "perf_effective": res.get("perf_effective"),
         "perf_failures": res.get("perf_failures") or [],
         "writes": len(res.get("writes") or []),
         "warnings": res.get("warnings") or [],
         "failed": bool(res.get("failed")),
         "msg": result_message(res) if res.get("failed") else None,
     }
+    return _with_evidence(out, res)
 
 
-def _mapping_or_none(value: Any) -> dict[str, Any] | None:
-    return dict(value) if isinstance(value, Mapping) else None
+def _with_evidence(out: dict[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
+    """``out`` with the ``perf_evidence`` of ``source`` when it has one (results recorded
+    before perf_effective had evidence, a bool, have none)."""
+    evidence = source.get("perf_evidence")
+    if isinstance(evidence, Mapping):
+        out["perf_evidence"] = dict(evidence)
+    return out
+
+
+def _yes_no(value: Any) -> str:
+    if value is None:
+        return "-"
+    return "yes" if value else "no"
 
 
 def _perf_text(row: Mapping[str, Any], with_reason: bool) -> str:
-    """perf_effective as damon_evidence describes it (a stand-in kernel is always named)."""
+    """perf_effective as damon_evidence describes it (a stand-in kernel is always named);
+    a result recorded before it had evidence holds a bool (or nothing)."""
+    value = row.get("perf_effective")
+    if value is None or isinstance(value, bool):
+        return _yes_no(value)
     text: str = describe_perf(
         {"perf_effective": row.get("perf_effective"), "perf_evidence": row.get("perf_evidence")},
         with_reason,
@@ -376,10 +390,10 @@ def _host_row(
             "kdamonds": source.get("kdamonds"),
             "layout": source.get("layout"),
             "perf_effective": source.get("perf_effective"),
-            "perf_evidence": source.get("perf_evidence"),
             "perf_failures": source.get("perf_failures"),
             "pending_writes": verify.get("writes") if verify is not None else None,
         }
+        _with_evidence(damon, source)
     elif info.get("damon_wanted") is False:
         damon = {"from": None, "state": "not configured", "perf_effective": None}
     # verify's measurement, else configure's; a measured value before an unknown one
@@ -387,8 +401,7 @@ def _host_row(
     chosen = next((c for c in measured if c["perf_effective"] != "unknown"), None)
     chosen = chosen or (measured[0] if measured else {})
     perf_effective = chosen.get("perf_effective")
-    perf_evidence = chosen.get("perf_evidence")
-    return {
+    row = {
         "host": host,
         "outcome": outcome,
         "failure": (
@@ -407,7 +420,6 @@ def _host_row(
         "perf": info.get("perf"),
         "damon": damon,
         "perf_effective": perf_effective,
-        "perf_evidence": perf_evidence,
         "phase_seconds": {
             name: phases[name]["seconds"]
             for name in PHASES
@@ -417,6 +429,7 @@ def _host_row(
         "error": (record or {}).get("error"),
         "last_task": info.get("last_task") if outcome == "interrupted" else None,
     }
+    return _with_evidence(row, chosen)
 
 
 def build_report(
@@ -756,11 +769,8 @@ def fleet_status(
                 fields["perf_effective"] = _newer(
                     fields.get("perf_effective"),
                     when,
-                    {
-                        "perf_effective": perf_value(row),
-                        "perf_evidence": _mapping_or_none(row.get("perf_evidence")),
-                    }
-                    if perf_value(row) is not None
+                    _with_evidence({"perf_effective": row["perf_effective"]}, row)
+                    if row.get("perf_effective") is not None
                     else None,
                 )
             fields["classification"] = _newer(
@@ -790,7 +800,8 @@ def fleet_status(
             out[key] = value[1] if value is not None else None
         perf = out.get("perf_effective")
         out["perf_effective"] = perf.get("perf_effective") if isinstance(perf, Mapping) else None
-        out["perf_evidence"] = perf.get("perf_evidence") if isinstance(perf, Mapping) else None
+        if isinstance(perf, Mapping):
+            _with_evidence(out, perf)
         rows.append(out)
     return rows
 

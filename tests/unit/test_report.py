@@ -79,7 +79,8 @@ def test_configure_check_report_keeps_damon_state_and_marks_check_mode():
     assert damon["state"] == "on"
     assert damon["kdamonds"] == [{"index": 0, "state": "on", "pid": None}]
     assert damon["layout"] == "mainline"
-    assert row["perf_effective"] == "no"  # recorded as false before it had three values
+    assert row["perf_effective"] is False  # recorded before it had three values
+    assert "perf_evidence" not in row and "perf_evidence" not in row["damon"]
     cells = report.cells(row)
     assert cells["damon"] == "on (1 kdamond) [check]"
     assert cells["perf_effective"] == "no"
