@@ -315,12 +315,6 @@ def render(record: Mapping[str, Any]) -> str:
     return json.dumps(record, indent=2, sort_keys=True) + "\n"
 
 
-def _comparable(record: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(record)
-    out.pop("updated_at", None)
-    return out
-
-
 def update(
     record: Mapping[str, Any] | None,
     host: str,
@@ -383,7 +377,8 @@ def update(
         if found:
             raise StateError(f"result: {found[0]}: {found[1]}")
         phases[phase] = entry
-    changed = old is None or _comparable(old) != _comparable(new)
+    # new starts as a copy of old (or afresh); updated_at is only set below.
+    changed = old is None or old != new
     if changed:
         new["updated_at"] = iso(now)
     return new, changed

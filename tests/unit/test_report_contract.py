@@ -342,6 +342,33 @@ def test_the_verify_failure_row() -> None:
     assert row["stage_seconds"] == {"verify": 0.7}
 
 
+WARNING = (
+    "damon_perf_kdamonds[0]: no perf event listed in inventory nor detected "
+    "(damon_perf_events); using the accessed-bit check"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "stage"),
+    [("localhost-configure-check.json", "configure"), ("localhost-verify-failed.json", "verify")],
+)
+def test_collect_keeps_what_damon_sysfs_returned(name: str, stage: str) -> None:
+    info = report.collect(events(name))["hosts"]["localhost"]
+    assert info[stage] == {
+        "layout": "mainline",
+        "kdamonds": [{"index": 0, "state": "on", "pid": None}],
+        "perf_effective": False,
+        "perf_failures": [],
+        "writes": 13,
+        "warnings": [WARNING],
+        "failed": False,
+        "msg": None,
+    }
+    other = "verify" if stage == "configure" else "configure"
+    assert info[other] is None and info["damon_wanted"] is True
+    assert info["stage_seconds"] == {stage: 1.4 if stage == "configure" else 0.7}
+
+
 def test_an_interrupted_run_keeps_the_last_task_of_interrupted_hosts_only() -> None:
     evs = events("localhost-unreachable-detect-interrupted.json")
     rep = report.build_report(
@@ -732,12 +759,22 @@ def test_fleet_status_rows_and_renderings() -> None:
     table = report.render_status(rows).splitlines()
     assert table[0].startswith("host       kernel ") and table[1].startswith("---------  ")
     assert [line.split()[0] for line in table[2:]] == [r["host"] for r in rows]
-    assert json.loads(report.render_status(rows, "json")) == rows
+    assert report.render_status(rows, "json") == json.dumps(rows, indent=2, sort_keys=True) + "\n"
     assert report.render_status([]) == "no host seen yet\n"
     assert report.render_status([], "markdown") == (
         "| host | kernel | DAMON | perf_effective | perf | rollout | last seen | last outcome |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
+
+
+def test_fleet_status_of_two_runs_at_the_same_time_takes_the_later_one() -> None:
+    first = configure_check_report()
+    first["run"]["finished"] = "2026-11-26T16:00:00Z"
+    first["hosts"][0]["damon"]["check_mode"] = False
+    second = copy.deepcopy(first)
+    second["hosts"][0]["damon"]["state"] = "off"
+    assert report.fleet_status([first, second])[0]["damon"] == "off"
+    assert report.fleet_status([second, first])[0]["damon"] == "on"
 
 
 def test_fleet_status_keeps_the_newest_value_and_ignores_check_runs() -> None:
@@ -785,6 +822,9 @@ def _bad(change: Any) -> str | None:
         (lambda r: r.update(run=[]), "run is missing or not an object"),
         (lambda r: r["run"].update(status=1), "run.status is int, expected a string"),
         (lambda r: r["run"].update(started=1.5), "run.started is float, expected a string"),
+        (lambda r: r["run"].update(id=7), "run.id is int, expected a string"),
+        (lambda r: r["run"].update(command=["deploy"]), "run.command is list, expected a string"),
+        (lambda r: r["run"].update(finished=False), "run.finished is bool, expected a string"),
         (lambda r: r.update(hosts={}), "hosts is missing or not a list"),
         (lambda r: r["hosts"].append(1), "hosts[3] is not an object"),
         (lambda r: r["hosts"][0].update(host=""), "hosts[0].host is not a host name"),

@@ -343,6 +343,16 @@ def test_empty_values_and_a_phase_without_event_or_result() -> None:
     assert record["status"] == "pending" and changed is True
 
 
+def test_an_update_of_a_record_with_only_the_required_keys() -> None:
+    """update takes any record that validates, even one without the keys it fills in."""
+    bare = {"format": 1, "host": "lab1"}
+    assert update(bare, "lab1", T0) == (bare, False)
+    new, changed = update(bare, "lab1", T0, values={"status": "done"})
+    assert (new, changed) == ({**bare, "status": "done", "updated_at": T0_ISO}, True)
+    new, changed = update(bare, "lab1", T0, phase="install", event="start")
+    assert new == {**bare, "phases": {"install": {"started": T0_ISO}}, "updated_at": T0_ISO}
+
+
 def test_an_update_refuses_another_host_s_record() -> None:
     with pytest.raises(StateError) as caught:
         update(lab("lab1"), "lab2", T0, values={"status": "done"})
@@ -634,6 +644,20 @@ def test_apply_writes_changes_under_the_lock_and_only_changes(tmp_path: Path) ->
     assert path.stat().st_ino == inode  # not rewritten
     apply(state_dir, "lab1", T0 + 9, values={"status": "done"}, write=False)
     assert path.read_text() == render(first)
+
+
+def test_apply_passes_every_part_of_the_request(tmp_path: Path) -> None:
+    result = {"passed": True, "checks": []}
+    _, _, new, _ = apply(
+        tmp_path, "lab1", T0, values={"batch": 3}, phase="gate", event="start", result=result
+    )
+    assert new == {
+        **new_record("lab1"),
+        "batch": 3,
+        "phases": {"gate": {"started": T0_ISO, "passed": True, "checks": []}},
+        "updated_at": T0_ISO,
+    }
+    assert read_record(tmp_path / "lab1.json", "lab1")[0] == new
 
 
 def test_apply_takes_the_clock_when_no_time_is_given(tmp_path: Path) -> None:
