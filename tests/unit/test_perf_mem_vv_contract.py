@@ -930,3 +930,22 @@ def test_opening_name_belongs_to_the_next_block_only() -> None:
     first, second = parse(text).blocks
     assert (first.name, second.name) == ("cpu/mem-loads/P", None)
     assert second.to_dict()["name"] is None
+
+
+def test_quote_marks_are_stripped_at_the_start_only() -> None:
+    assert parse("> Error: a > b >> c\n").errors == ["a > b >> c"]
+
+
+def test_brace_name_after_another_field_on_the_line() -> None:
+    block = one_block("disabled 1, { sample_period, sample_freq } 100")
+    assert block.fields == {"disabled": 1, "sample_period": 100}
+
+
+def test_dash_lines_inside_an_error_paragraph_are_skipped() -> None:
+    assert parse(f"Error:\nfirst\n{SEP}\nsecond\n").errors == ["first second"]
+
+
+def test_group_leader_with_fd_zero() -> None:
+    text = sampling("4", "0x8203") + open_ok(0) + sampling("4", "0x1cd") + open_ok(4, group_fd=0)
+    leader, member = parse(text).blocks
+    assert leader.group_leader and member.leader_index == 0
