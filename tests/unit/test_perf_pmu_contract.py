@@ -590,3 +590,8 @@ def test_mem_only_reading_notes_an_empty_mem_event(tmp_path: Path) -> None:
     (cpu,) = read_pmus(str(sysfs), all_events=False)
     assert cpu.events == {"mem-stores": "event=0xd0"}
     assert cpu.notes == ["events/mem-loads: unreadable or empty, skipped"]
+
+
+def test_only_quote_characters_quote(small: list[Pmu]) -> None:
+    assert resolve_event("p/name=X1,event=1/", small).config == 1
+    assert resolve_event("p/name=`a,event=2/", small).config == 2
