@@ -777,6 +777,18 @@ def test_fleet_status_of_two_runs_at_the_same_time_takes_the_later_one() -> None
     assert report.fleet_status([second, first])[0]["damon"] == "on"
 
 
+def test_fleet_status_from_a_report_alone() -> None:
+    deploy = deploy_report()
+    deploy["hosts"].insert(0, deploy["hosts"].pop())  # lab3 (not reached) first
+    rows = {r["host"]: r for r in report.fleet_status([deploy])}
+    assert [(h, r["kernel"], r["outcome"]) for h, r in rows.items()] == [
+        ("lab1", RELEASE, "done (deploy)"),
+        ("lab2", BEFORE, "failed (deploy)"),
+        ("lab3", None, None),
+    ]
+    assert rows["lab1"]["rollout"] is None  # the rollout column comes from the records
+
+
 def test_fleet_status_keeps_the_newest_value_and_ignores_check_runs() -> None:
     old = configure_check_report()
     old["run"]["finished"] = "2026-11-26T16:00:00Z"
