@@ -217,6 +217,11 @@ def test_many_unknown_keys_are_counted_not_listed() -> None:
         f"{KD}: unknown key(s) k0, k1, k2, k3, k4, k5, k6, k7 (and 2 more); "
         f"accepted keys: {KDAMOND_KEYS}"
     ]
+    kd = vaddr(**{f"k{i}": 1 for i in range(9)})
+    assert problems(parse_spec, [kd]) == [
+        f"{KD}: unknown key(s) k0, k1, k2, k3, k4, k5, k6, k7 (and 1 more); "
+        f"accepted keys: {KDAMOND_KEYS}"
+    ]
     kd = vaddr(**{f"k{i}": 1 for i in range(8)})
     assert problems(parse_spec, [kd]) == [
         f"{KD}: unknown key(s) k0, k1, k2, k3, k4, k5, k6, k7; accepted keys: {KDAMOND_KEYS}"
@@ -295,17 +300,19 @@ def test_host_paths_refused(value: str) -> None:
 
 def test_boot_unit_values() -> None:
     assert check_boot_unit({}) == {"after_units": []}
+    assert check_boot_unit({"after_units": None, "lib_dir": None}) == {"after_units": []}
     assert check_boot_unit(
         {
             "after_units": ["a.service", "b.target"],
             "config_dir": "/etc/d f",
-            "lib_dir": None,
+            "lib_dir": "/usr/lib/d",
             "applier_path": "/usr/sbin/x",
             "python": "/usr/bin/python3",
         }
     ) == {
         "after_units": ["a.service", "b.target"],
         "config_dir": "/etc/d f",
+        "lib_dir": "/usr/lib/d",
         "applier_path": "/usr/sbin/x",
         "python": "/usr/bin/python3",
     }
@@ -317,6 +324,7 @@ def test_boot_unit_problems_are_all_reported() -> None:
         {
             "after_units": ["a", "b.service", "c d.service"],
             "config_dir": "rel",
+            "lib_dir": "/a/../b",
             "python": "/usr/bin/py thon",
         },
         "x_",
@@ -325,6 +333,7 @@ def test_boot_unit_problems_are_all_reported() -> None:
         f"x_after_units[0]: 'a' is not {UNIT}",
         f"x_after_units[2]: 'c d.service' is not {UNIT}",
         f"x_config_dir: 'rel' is not {HOST_PATH}",
+        f"x_lib_dir: '/a/../b' is not {HOST_PATH}",
         "x_python: '/usr/bin/py thon': a '#!' line cannot hold spaces",
     ]
     assert problems(check_boot_unit, {"python": "/a\tb"}) == [
