@@ -213,7 +213,9 @@ def test_pid_of_process_takes_the_oldest(tmp_path: Path) -> None:
     (proc / "60").mkdir()  # no comm: skipped
     (proc / "70").mkdir()  # a name that is not UTF-8: matched with U+FFFD
     (proc / "70" / "comm").write_bytes(b"m\xff\n")
-    (proc / "70" / "stat").write_text("70 (m) " + " ".join(["S"] + ["0"] * 18 + ["9"]) + "\n")
+    (proc / "70" / "stat").write_bytes(
+        b"70 (m\xff) " + " ".join(["S"] + ["0"] * 18 + ["9"]).encode() + b"\n"
+    )
     resolver = HostResolver(proc=str(proc))
     assert resolver.pid_of_process("m\ufffd") == 70
     assert resolver.pid_of_process("m") == 30
@@ -744,6 +746,8 @@ def test_applier_main_failure_keeps_the_partial_result(tmp_path: Path, capsys: A
     message = f"perf_effective: no ({reason}) (damon_perf_fallback_policy is 'fail')"
     assert out["failed"] is True and out["msg"] == message
     assert out["changed"] is False and out["perf_effective"] == "no"
+    assert captured.out.startswith('{\n  "changed": false,\n  "diff": {\n    "after": ""')
+    assert list(json.loads(captured.out)) == sorted(out)
     assert captured.err == f"damon-fleet-apply: error: {message}\n"
 
 
@@ -797,3 +801,10 @@ def test_applier_help(capsys: Any, monkeypatch: Any) -> None:
     out = capsys.readouterr().out
     assert out.startswith("usage: damon-fleet-apply [-h] --config CONFIG [--check]")
     assert "\nApply a damon-fleet DAMON configuration to the running kernel.\n" in out
+    assert "rendered config (JSON/YAML)" in out
+    with pytest.raises(SystemExit) as info:
+        applier_main([])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "damon-fleet-apply: error: the following arguments are required: --config\n"
+    )

@@ -415,6 +415,10 @@ def test_perf_event_problems_are_all_reported() -> None:
 def test_perf_event_list_limit() -> None:
     assert len(parse_perf_events([{"type": 1, "config": 1}] * 64, "ev")) == 64
     assert problems(parse_perf_events, "x", "ev") == ["ev: expected a list, got str"]
+    assert problems(parse_perf_events, [5], "ev") == [
+        "ev[0]: expected a mapping with keys type, config, config1, config2, sample_freq, "
+        "sample_phys_addr, pmu, name, got int"
+    ]
 
 
 # --------------------------------------------------------------------------- targets
