@@ -789,6 +789,18 @@ def test_fleet_status_from_a_report_alone() -> None:
     assert rows["lab1"]["rollout"] is None  # the rollout column comes from the records
 
 
+def test_an_older_record_does_not_override_newer_values() -> None:
+    deploy = deploy_report()  # finished 2026-11-26T10:40:00Z
+    newer = {"host": "lab1", "updated_at": "2026-11-26T12:00:00Z", "status": "done",
+             "kernel_after": "new", "kernel_release": "r2"}  # fmt: skip
+    older = {**newer, "updated_at": "2026-11-26T09:00:00Z", "status": "failed",
+             "kernel_after": "old", "kernel_release": None}  # fmt: skip
+    rows = {r["host"]: r for r in report.fleet_status([deploy], [newer, older])}
+    assert (rows["lab1"]["kernel"], rows["lab1"]["rollout"]) == ("new", "done r2")
+    rows = {r["host"]: r for r in report.fleet_status([deploy], [older])}
+    assert (rows["lab1"]["kernel"], rows["lab1"]["rollout"]) == (RELEASE, "failed")
+
+
 def test_fleet_status_keeps_the_newest_value_and_ignores_check_runs() -> None:
     old = configure_check_report()
     old["run"]["finished"] = "2026-11-26T16:00:00Z"
