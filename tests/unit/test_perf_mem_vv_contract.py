@@ -949,3 +949,33 @@ def test_group_leader_with_fd_zero() -> None:
     text = sampling("4", "0x8203") + open_ok(0) + sampling("4", "0x1cd") + open_ok(4, group_fd=0)
     leader, member = parse(text).blocks
     assert leader.group_leader and member.leader_index == 0
+
+
+def test_removal_by_opening_name_without_pmu() -> None:
+    text = (
+        "Opening: cpu/a/\n"
+        + sampling("4", "0x1cd")
+        + open_ok(3)
+        + open_fail(3, cpu=1)
+        + "Opening: cpu/b/\n"
+        + sampling("4", "0x82d0")
+        + open_ok(4)
+        + "Failure to open event 'cpu/a/' which will be removed.\n"
+    )
+    assert [b.removed for b in parse(text).blocks] == [True, False]
+
+
+def test_a_fallback_line_is_no_error() -> None:
+    result = parse("failed: x, falling back to y\n")
+    assert result.fallbacks == ["failed: x, falling back to y"] and result.errors == []
+
+
+def test_two_brace_names_on_one_line() -> None:
+    block = one_block("{ bp_addr, config1 } 0x1f, { bp_len, config2 } 0x2")
+    assert block.fields == {"config1": 0x1F, "config2": 2}
+
+
+def test_bp_names_are_renamed_on_the_general_path() -> None:
+    block = one_block("bp_addr: 0x1f", "bp_len 0x2 (x)")
+    assert block.fields == {"config1": 0x1F, "config2": 2}
+    assert (block.config1, block.config2) == (0x1F, 2)

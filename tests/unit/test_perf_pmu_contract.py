@@ -595,3 +595,9 @@ def test_mem_only_reading_notes_an_empty_mem_event(tmp_path: Path) -> None:
 def test_only_quote_characters_quote(small: list[Pmu]) -> None:
     assert resolve_event("p/name=X1,event=1/", small).config == 1
     assert resolve_event("p/name=`a,event=2/", small).config == 2
+
+
+def test_quotes_are_stripped_only_when_they_match(small: list[Pmu]) -> None:
+    assert _error("p/event=''/", small).startswith("term 'event=' in event")
+    assert _error("p/event='a'b/", small).startswith("term 'event='a'b' in event")
+    assert _error("p/event=XaX/", small).startswith("term 'event=XaX' in event")
