@@ -808,3 +808,12 @@ def test_applier_help(capsys: Any, monkeypatch: Any) -> None:
     assert capsys.readouterr().err.endswith(
         "damon-fleet-apply: error: the following arguments are required: --config\n"
     )
+
+
+def test_default_settle_time_is_one_second(tmp_path: Path) -> None:
+    fake = FakeDamonSysfs(tmp_path / "a")
+    Applier(fake, fake.root, fake.log, sleep=fake.advance).run(parse_spec([EXAMPLE]))
+    assert fake.slept == [1.0, 3.0]
+    fake = FakeDamonSysfs(tmp_path / "b")
+    apply_spec(parse_spec([EXAMPLE]), fake, fake.root, fake.log, sleep=fake.advance)
+    assert fake.slept == [1.0, 3.0]

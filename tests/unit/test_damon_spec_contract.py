@@ -593,6 +593,13 @@ def test_missing_operations() -> None:
     ]
 
 
+def test_target_count_limit() -> None:
+    assert len(parse_spec([vaddr(targets=[{"pid": 1}] * 64)]).kdamonds[0].targets) == 64
+    assert problems(parse_spec, [vaddr(targets=[{"pid": 1}] * 65)]) == [
+        f"{KD}.targets: 65 targets; at most 64 are accepted"
+    ]
+
+
 def test_targets_none_is_no_target() -> None:
     assert problems(parse_spec, [{"operations": "fvaddr", "targets": None}]) == [
         f"{KD}.targets: fvaddr needs at least one process target"
