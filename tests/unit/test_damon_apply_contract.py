@@ -222,6 +222,10 @@ def test_pid_of_process_takes_the_oldest(tmp_path: Path) -> None:
     assert resolver.pid_of_process("other") == 10
     assert resolver.pid_of_process("m2 ") == 80  # only the newline is cut
     assert resolver.pid_of_process("mX") == 90
+    # a name holding ')': the fields start after the last ')' of stat
+    (tmp_path / "named").mkdir()
+    named = _proc(tmp_path / "named", {11: ("x) y", 700), 12: ("x) y", 500)})
+    assert HostResolver(proc=str(named)).pid_of_process("x) y") == 12
     with pytest.raises(LookupError) as info:
         resolver.pid_of_process("gone")
     assert str(info.value) == "no process named 'gone'"
