@@ -390,6 +390,25 @@ def test_an_interrupted_run_keeps_the_last_task_of_interrupted_hosts_only() -> N
     ]
 
 
+def test_a_host_known_only_from_its_record() -> None:
+    """The kernel and gate columns come from the record when the events have no result."""
+    lab1 = [r for r in records() if r["host"] == "lab1"]
+    rep = report.build_report(run_info("status"), events("localhost-detect.json"), lab1, ["lab1"])
+    (row,) = rep["hosts"]
+    assert row["outcome"] == "not_reached"
+    assert row["kernel"] == {
+        "before": BEFORE,
+        "after": RELEASE,
+        "release": RELEASE,
+        "status": "done",
+        "batch": 1,
+        "already_done": None,
+        "reboot_required": None,
+    }
+    assert row["gate"] == {"passed": True, "checks": checks_of("lab1")}
+    assert row["phase_seconds"] == {"install": 78.1, "reboot": 37.2, "gate": 4.7, "default": 14.7}
+
+
 def test_without_a_host_list_the_hosts_of_the_events_are_shown_sorted() -> None:
     rep = report.build_report(
         run_info("detect", status="failed"), events("localhost-unreachable-detect.json")
