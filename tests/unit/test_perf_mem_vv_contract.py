@@ -979,3 +979,13 @@ def test_bp_names_are_renamed_on_the_general_path() -> None:
     block = one_block("bp_addr: 0x1f", "bp_len 0x2 (x)")
     assert block.fields == {"config1": 0x1F, "config2": 2}
     assert (block.config1, block.config2) == (0x1F, 2)
+
+
+def test_failed_at_the_start_wins_over_a_later_one() -> None:
+    assert parse("failed: x: failed: y\n").errors == ["failed: x: failed: y"]
+
+
+def test_annotation_line_before_any_field_is_ignored() -> None:
+    text = f"{SEP}\nperf_event_attr:\n  (x)\n  {row('type', '4')}\n{SEP}\n"
+    (block,) = parse(text).blocks
+    assert block.annotations == {} and block.fields == {"type": 4}

@@ -601,3 +601,38 @@ def test_quotes_are_stripped_only_when_they_match(small: list[Pmu]) -> None:
     assert _error("p/event=''/", small).startswith("term 'event=' in event")
     assert _error("p/event='a'b/", small).startswith("term 'event='a'b' in event")
     assert _error("p/event=XaX/", small).startswith("term 'event=XaX' in event")
+
+
+def test_non_config_and_config_terms_are_never_aliases(tmp_path: Path) -> None:
+    sysfs = tmp_path / "sys"
+    make_pmu(
+        sysfs,
+        "q",
+        31,
+        formats={"event": "config:0-7"},
+        events={"inherit": "event=0x55", "config": "event=0x66", "ev": "event=0x10"},
+    )
+    pmus = read_pmus(str(sysfs))
+    assert resolve_event("q/inherit/", pmus).config == 0
+    assert resolve_event("q/config/", pmus).config == 1
+
+
+def test_only_event_takes_an_alias_as_value(small: list[Pmu]) -> None:
+    assert _error("p/flag=ev/", small).startswith("term 'flag=ev' in event 'p/flag=ev/' needs")
+
+
+def test_event_question_mark_is_never_an_alias_name() -> None:
+    pmu = Pmu(
+        name="h",
+        type=50,
+        events={"?": "e=1"},
+        formats={"e": parse_format("e", "config:0-7")},
+    )
+    with pytest.raises(PmuError, match=r"unknown term 'event' for PMU h"):
+        resolve_event("h/event=?/", [pmu])
+
+
+def test_two_bit_term_needs_a_value() -> None:
+    pmu = Pmu(name="h", type=50, formats={"two": parse_format("two", "config:4-5")})
+    with pytest.raises(PmuError, match=r"no value assigned for term 'two'"):
+        resolve_event("h/two/", [pmu])
