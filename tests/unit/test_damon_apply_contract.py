@@ -806,6 +806,7 @@ def test_applier_help(capsys: Any, monkeypatch: Any) -> None:
     assert out.startswith("usage: damon-fleet-apply [-h] --config CONFIG [--check]")
     assert "\nApply a damon-fleet DAMON configuration to the running kernel.\n" in out
     assert "rendered config (JSON/YAML)" in out
+    assert "show what would change" in out
     with pytest.raises(SystemExit) as info:
         applier_main([])
     assert info.value.code == 2
@@ -821,3 +822,15 @@ def test_default_settle_time_is_one_second(tmp_path: Path) -> None:
     fake = FakeDamonSysfs(tmp_path / "b")
     apply_spec(parse_spec([EXAMPLE]), fake, fake.root, fake.log, sleep=fake.advance)
     assert fake.slept == [1.0, 3.0]
+
+
+def test_a_file_that_is_not_there_shows_as_absent(tmp_path: Path) -> None:
+    fake = FakeDamonSysfs(tmp_path)
+    applier = Applier(fake, fake.root, check_mode=True)
+    applier._write("kdamonds/nr_kdamonds", "1", None)
+    applier._write("kdamonds/0/state", "commit", "on")
+    assert applier.result.as_dict()["diff"] == {
+        "before": "kdamonds/nr_kdamonds = (absent)\nkdamonds/0/state = on\n",
+        "after": "kdamonds/nr_kdamonds = 1\nkdamonds/0/state = commit\n",
+    }
+    assert fake.writes == []
