@@ -780,6 +780,14 @@ def test_kdamond_without_a_pid_is_not_running(tmp_path: Path) -> None:
         "exited"
     )
     assert info.value.result.writes == []
+    two = NoPid(tmp_path / "two")
+    with pytest.raises(ApplyError) as info:
+        apply(two, [EXAMPLE, EXAMPLE])
+    assert str(info.value) == (
+        "kdamond 0 is not running after 'on' (state on, pid -1); a target process may have "
+        "exited; kdamond 1 is not running after 'on' (state on, pid -1); a target process may "
+        "have exited"
+    )
 
 
 def test_kdamond_without_a_state_is_off(tmp_path: Path) -> None:
@@ -805,8 +813,8 @@ def test_applier_help(capsys: Any, monkeypatch: Any) -> None:
     out = capsys.readouterr().out
     assert out.startswith("usage: damon-fleet-apply [-h] --config CONFIG [--check]")
     assert "\nApply a damon-fleet DAMON configuration to the running kernel.\n" in out
-    assert "rendered config (JSON/YAML)" in out
-    assert "show what would change" in out
+    assert "  --config CONFIG       rendered config (JSON/YAML)\n" in out
+    assert "  --check               show what would change\n" in out
     with pytest.raises(SystemExit) as info:
         applier_main([])
     assert info.value.code == 2
