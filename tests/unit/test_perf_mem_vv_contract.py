@@ -989,3 +989,15 @@ def test_annotation_line_before_any_field_is_ignored() -> None:
     text = f"{SEP}\nperf_event_attr:\n  (x)\n  {row('type', '4')}\n{SEP}\n"
     (block,) = parse(text).blocks
     assert block.annotations == {} and block.fields == {"type": 4}
+
+
+def test_brace_name_without_space_before_the_value() -> None:
+    assert one_block("{sample_period,sample_freq}100").fields == {"sample_period": 100}
+
+
+def test_one_character_line_in_a_block() -> None:
+    assert one_block(row("type", "4"), "x", "-").fields == {"type": 4}
+
+
+def test_pmu_hint_from_an_empty_terms_config_annotation() -> None:
+    assert one_block(row("config", "0 (ibs_op//)")).pmu_hint == "ibs_op"
