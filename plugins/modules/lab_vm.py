@@ -154,13 +154,28 @@ def _report(state_dir: str, name: str) -> dict[str, Any]:
     }
 
 
+def _exiting(pid: int) -> bool:
+    """Whether *pid* still exists and is not yet a zombie (a process being torn down has
+    an empty cmdline, so :func:`running_pid` no longer names it while it still runs)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def _wait_gone(pid: int, pidfile: str, timeout: float) -> bool:
+    """Wait until the VM's QEMU is no longer running, and then until its process has
+    finished exiting (at most *timeout* in all; a pid taken again by another process is
+    only waited for, never signalled)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if bool(running_pid(pidfile) != pid):
-            return True
+    while running_pid(pidfile) == pid:
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.2)
-    return bool(running_pid(pidfile) != pid)
+    while _exiting(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
 
 
 def stop(module: AnsibleModule, paths: VmPaths, state: VmState) -> None:
