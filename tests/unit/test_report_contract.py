@@ -369,6 +369,30 @@ def test_collect_keeps_what_damon_sysfs_returned(name: str, stage: str) -> None:
     assert info["stage_seconds"] == {stage: 1.4 if stage == "configure" else 0.7}
 
 
+def test_collect_of_the_failed_verify() -> None:
+    info = report.collect(events("localhost-verify-failed.json"))["hosts"]["localhost"]
+    task = "Check that nothing is left to write and every kdamond runs"
+    (failure,) = info.pop("failures")
+    assert failure == {
+        "stage": "verify",
+        "phase": None,
+        "task": task,
+        "msg": failure["msg"],
+        "unreachable": False,
+        "at": "2026-11-26T16:04:01Z",
+    }
+    assert failure["msg"].startswith("localhost: DAMON differs from the inventory: pending writes")
+    assert {k: v for k, v in info.items() if k not in ("verify", "perf")} == {
+        "configure": None,
+        "damon_wanted": True,
+        "kernel_install_result": None,
+        "reboot_required": None,
+        "build": None,
+        "last_task": {"stage": "verify", "phase": None, "task": task},
+        "stage_seconds": {"verify": 0.7},
+    }
+
+
 def test_an_interrupted_run_keeps_the_last_task_of_interrupted_hosts_only() -> None:
     evs = events("localhost-unreachable-detect-interrupted.json")
     rep = report.build_report(
@@ -607,7 +631,7 @@ def test_details_of_a_changed_row() -> None:
                       "unreachable": True}  # fmt: skip
     row["last_task"] = {"stage": None, "phase": "install", "task": "x"}
     row["perf"] = {"classification": "none", "reason": "no PMU"}
-    row["damon"] = {"perf_failures": [{"cpu": 1, "errno": 19}]}
+    row["damon"] = {"perf_failures": [{"errno": 19, "cpu": 1}]}
     lines = report.details(row)
     assert lines[0].startswith("lab2: unreachable in ?, task 't': " + "r" * 300)
     assert lines[1:] == [
