@@ -78,7 +78,7 @@ def test_a_pebs_event_fails_to_be_created_and_the_strict_policy_fails_the_host(
     run = run_role(role_vars(lab_series_build, PEBS_EVENT, damon_perf_fallback_policy="fail"))
     assert run.rc != 0, run.output()
     failed = run.failed()
-    assert [t["task"] for t in failed] == [APPLY_TASK], run.output()
+    assert len(failed) == 1 and failed[0]["task"].endswith(APPLY_TASK), run.output()
     result = failed[0]["result"]
     assert result["perf_effective"] == "no", result
     assert "perf event create on CPU 0 failed with -2" in result["msg"], result["msg"]
