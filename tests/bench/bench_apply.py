@@ -27,6 +27,11 @@ from fake_damon_sysfs import FakeDamonSysfs  # noqa: E402
 TARGET_S = 1.0
 
 
+def no_wait(_seconds: float) -> None:
+    """The deliberate waits (settle time, the perf evidence window) are not the apply's
+    work: timed without them, everything else (reads, writes, evidence reads) is."""
+
+
 def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     spec = parse_spec([EXAMPLE])
@@ -35,17 +40,17 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             fake = FakeDamonSysfs(Path(tmp))
             start = time.perf_counter()
-            apply_spec(spec, fake, fake.root, fake.log, settle_time=0)
+            apply_spec(spec, fake, fake.root, fake.log, settle_time=0, sleep=no_wait)
             fresh.append(time.perf_counter() - start)
             start = time.perf_counter()
-            result = apply_spec(spec, fake, fake.root, fake.log, settle_time=0)
+            result = apply_spec(spec, fake, fake.root, fake.log, settle_time=0, sleep=no_wait)
             again.append(time.perf_counter() - start)
             assert not result.changed
     for name, times in (("first apply", fresh), ("re-apply (no change)", again)):
         print(
             f"{name}: median {statistics.median(times) * 1000:.2f} ms, "
             f"max {max(times) * 1000:.2f} ms over {rounds} rounds (target < {TARGET_S:g} s; "
-            "settle_time 0)"
+            "settle_time and evidence window not waited)"
         )
     return 0 if max(fresh) < TARGET_S else 1
 

@@ -8,8 +8,9 @@
 Prints, per module, the number of mutants, how many the unit tier kills and the kill rate;
 lists every survivor that ``tests/mutation/accepted-<module>.txt`` does not accept, with its diff;
 exits 1 when a module's kill rate (accepted survivors counted as killed) is under
-``GOAL``, 2 on bad arguments. Nothing is written into the checkout: mutmut works in a
-temporary folder (``--keep DIR`` keeps it there for ``mutmut show``/``browse``).
+``GOAL``, 2 on bad arguments. Each module runs in its own copy against its own tests
+(``TESTS``). Nothing is written into the checkout: mutmut works in a temporary folder
+(``--keep DIR`` keeps the copies in ``DIR/<module>`` for ``mutmut show``/``browse``).
 
 How the copy is laid out: modules import shared code as ``ansible.module_utils.<name>``.
 mutmut names a mutant after the file's path (``src/`` stripped), so each module_utils
@@ -43,6 +44,24 @@ MODULES: dict[str, str] = {
     "rollout_state": "plugins/module_utils/rollout_state.py",
     "kernel_install_gate": "plugins/module_utils/kernel_install_gate.py",
     "report": "src/damon_fleet/report.py",
+}
+# The tests that judge each module's mutants (globs under tests/unit): the module's own
+# tests. A mutant they miss may still be caught elsewhere in the unit tier, so a rate is a
+# lower bound; the whole tier per mutant costs hours on 2 cores.
+TESTS: dict[str, tuple[str, ...]] = {
+    "perf_mem_vv": ("test_perf_mem_vv*.py", "test_hostile_parser.py"),
+    "perf_pmu": ("test_perf_pmu*.py",),
+    "damon_spec": ("test_damon_spec*.py", "test_hostile_damon.py"),
+    "damon_plan": ("test_damon_plan*.py", "test_damon_kernel_facts.py"),
+    "damon_apply": (
+        "test_damon_apply*.py",
+        "test_damon_sysfs_module.py",
+        "test_perf_evidence.py",
+        "test_hostile_damon.py",
+    ),
+    "rollout_state": ("test_rollout_state*.py",),
+    "kernel_install_gate": ("test_kernel_install_gate*.py",),
+    "report": ("test_report*.py",),
 }
 # Accepted survivors: tests/mutation/accepted-<module>.txt, one file per module.
 ACCEPTED_DIR = Path(__file__).parent
@@ -102,21 +121,24 @@ def copy_checkout(dest: Path) -> None:
         shutil.copy2(src, target)
 
 
-def write_config(ws: Path, names: list[str]) -> None:
-    for name in names:
-        target = ws / workspace_path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / MODULES[name], target)
-    only = ", ".join(f'"{workspace_path(n)}"' for n in names)
+def write_config(ws: Path, name: str) -> None:
+    target = ws / workspace_path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / MODULES[name], target)
+    tests = sorted(
+        str(path.relative_to(ROOT))
+        for pattern in TESTS[name]
+        for path in (ROOT / "tests" / "unit").glob(pattern)
+    )
     copied = ["src/", "plugins/", "roles/", "playbooks/", "kernel-patches/", "inventories/"]
     also = ", ".join(f'"{p}"' for p in [*copied, "ansible.cfg", "deploy.yml"])
     section = f"""
 [tool.mutmut]
 source_paths = ["src/"]
-only_mutate = [{only}]
+only_mutate = ["{workspace_path(name)}"]
 also_copy = [{also}]
 pytest_add_cli_args = ["-p", "mutation_paths", "-p", "no:cacheprovider", "-x", "-q"]
-pytest_add_cli_args_test_selection = ["tests/unit"]
+pytest_add_cli_args_test_selection = [{", ".join(f'"{t}"' for t in tests)}]
 use_git_change_detection = false
 """
     pyproject = ws / "pyproject.toml"
@@ -173,37 +195,42 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     names = args.modules or list(MODULES)
-    if args.keep:
-        if args.keep.exists():
-            shutil.rmtree(args.keep)
-        args.keep.mkdir(parents=True)
-        ws = args.keep
-        cleanup = None
-    else:
+    base = args.keep
+    cleanup = None
+    if base is None:
         cleanup = tempfile.TemporaryDirectory(prefix="damon-fleet-mutation-")
-        ws = Path(cleanup.name)
+        base = Path(cleanup.name)
     try:
         start = time.monotonic()
-        copy_checkout(ws)
-        write_config(ws, names)
-        run = mutmut(ws, "run", "--max-children", str(max(1, args.jobs)), capture=True)
-        found = results(ws)
-        if not found:
-            print(run.stdout[-3000:], run.stderr[-3000:], sep="\n", file=sys.stderr)
-            print("mutation: mutmut reported no mutant", file=sys.stderr)
-            return 1
-        return report(ws, names, found, time.monotonic() - start)
+        found: dict[str, tuple[Path, str]] = {}  # mutant -> (its workspace, status)
+        for name in names:
+            ws = base / name
+            if ws.exists():
+                shutil.rmtree(ws)
+            ws.mkdir(parents=True)
+            copy_checkout(ws)
+            write_config(ws, name)
+            run = mutmut(ws, "run", "--max-children", str(max(1, args.jobs)), capture=True)
+            mine = results(ws)
+            if not mine:
+                print(run.stdout[-3000:], run.stderr[-3000:], sep="\n", file=sys.stderr)
+                print(f"mutation: mutmut reported no mutant of {name}", file=sys.stderr)
+                return 1
+            found.update({key: (ws, status) for key, status in mine.items()})
+            print(f"{name}: {len(mine)} mutants in {time.monotonic() - start:.0f} s", flush=True)
+        return report(names, found, time.monotonic() - start)
     finally:
         if cleanup is not None:
             cleanup.cleanup()
 
 
-def report(ws: Path, names: list[str], found: dict[str, str], seconds: float) -> int:
+def report(names: list[str], found: dict[str, tuple[Path, str]], seconds: float) -> int:
     accepted = read_accepted()
+    status = {key: value for key, (_ws, value) in found.items()}
     failing = []
     print(f"{'module':<22}{'mutants':>8}{'killed':>8}{'rate':>8}{'accepted':>10}{'with':>8}")
     for name in names:
-        mine = {k: v for k, v in found.items() if k.startswith(key_prefix(name))}
+        mine = {k: v for k, v in status.items() if k.startswith(key_prefix(name))}
         killed = sum(1 for v in mine.values() if v in KILLED)
         survivors = sorted(k for k, v in mine.items() if v not in KILLED)
         ok = [k for k in survivors if k in accepted]
@@ -213,25 +240,25 @@ def report(ws: Path, names: list[str], found: dict[str, str], seconds: float) ->
         if with_accepted < GOAL:
             failing.append(name)
     print(f"time: {seconds:.0f} s; goal: {GOAL:.0%} per module (accepted survivors counted)")
-    survivors = sorted(k for k, v in found.items() if v not in KILLED and k not in accepted)
+    survivors = sorted(k for k, v in status.items() if v not in KILLED and k not in accepted)
     if survivors:
         print(f"\n{len(survivors)} survivors not accepted (tests/mutation/accepted-*.txt):")
         for name in survivors[:SHOW]:
-            diff = mutmut(ws, "show", name, capture=True).stdout
+            diff = mutmut(found[name][0], "show", name, capture=True).stdout
             changed = [
                 line
                 for line in diff.splitlines()
                 if line[:1] in "+-" and not line.startswith(("+++", "---"))
             ]
-            print(f"  {name} ({found[name]}): {' | '.join(changed)[:200]}")
+            print(f"  {name} ({status[name]}): {' | '.join(changed)[:200]}")
         for name in survivors[SHOW:]:
-            print(f"  {name} ({found[name]})")
-    used = [k for k in accepted if k in found]
+            print(f"  {name} ({status[name]})")
+    used = [k for k in accepted if k in status]
     if used:
         print(f"\naccepted survivors ({len(used)}):")
         for name in used:
             print(f"  {name}: {accepted[name]}")
-    unchecked = sorted(k for k, v in found.items() if v in UNCHECKED)
+    unchecked = sorted(k for k, v in status.items() if v in UNCHECKED)
     if unchecked:
         print(
             f"\nmutation: the run is incomplete, {len(unchecked)} mutants not checked",
