@@ -138,6 +138,7 @@ def render_applier(lib_dir: str) -> str:
 
     env = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters["to_json"] = json.dumps
+    env.filters["split"] = lambda text, sep=None: str(text).split(sep)  # Ansible's filter
     template = env.from_string((ROLE_TEMPLATES / "damon-fleet-apply.j2").read_text())
     return template.render(
         damon_perf_python="/usr/bin/python3",

@@ -17,12 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jinja2
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "damon_perf"
 MODULE_UTILS = ROOT / "plugins" / "module_utils"
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
+
+from bench_apply_vm import render_applier  # noqa: E402  (the VM bench renders it the same way)
 
 
 def shipped() -> list[str]:
@@ -59,18 +61,6 @@ def closure(start: str) -> set[str]:
     return seen
 
 
-def render_applier(lib_dir: Path) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["to_json"] = json.dumps
-    env.filters["split"] = lambda text, sep=None: str(text).split(sep)  # Ansible's filter
-    template = env.from_string((ROLE / "templates" / "damon-fleet-apply.j2").read_text())
-    return template.render(
-        damon_perf_python=sys.executable,
-        ansible_managed="Ansible managed",
-        damon_perf_lib_dir=str(lib_dir),
-    )
-
-
 def test_the_role_ships_exactly_the_applier_import_closure():
     assert sorted(f"{name}.py" for name in closure("damon_apply")) == sorted(shipped())
 
@@ -81,7 +71,7 @@ def test_the_rendered_applier_runs_with_only_the_shipped_files(tmp_path):
     for name in shipped():
         shutil.copy2(MODULE_UTILS / name, lib / name)
     script = tmp_path / "damon-fleet-apply"
-    script.write_text(render_applier(lib), encoding="utf-8")
+    script.write_text(render_applier(str(lib)), encoding="utf-8")
     config = tmp_path / "damon.yml"
     config.write_text("damon_perf_kdamonds: []\n", encoding="utf-8")
     # -I: no user site, no PYTHONPATH, the script's folder only: nothing but LIB_DIR serves
