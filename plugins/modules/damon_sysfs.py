@@ -419,15 +419,24 @@ def run(module: AnsibleModule) -> None:
     except ApplyError as err:
         partial = err.result.as_dict() if err.result is not None else {}
         partial.pop("diff", None)
+        _warn(module, partial)
         _drop_false_skipped(partial)
         module.fail_json(msg=str(err), **partial)
     else:
         out = result.as_dict()
-        diff = out.pop("diff")  # AnsibleModule turns out["warnings"] into task warnings
+        diff = out.pop("diff")
+        _warn(module, out)
         _drop_false_skipped(out)
         if module._diff:
             out["diff"] = diff
         module.exit_json(**out)
+
+
+def _warn(module: AnsibleModule, out: dict[str, Any]) -> None:
+    """Turn ``out["warnings"]`` into task warnings with ``module.warn`` (Ansible returns
+    them in the result's ``warnings``; passing them to exit_json is deprecated)."""
+    for warning in out.pop("warnings", None) or []:
+        module.warn(str(warning))
 
 
 def main() -> None:

@@ -41,10 +41,20 @@ def fake(tmp_path):
 
 
 def call(fake, **args):
+    """The module's exit; like Ansible, the warnings it gave through ``module.warn`` are in
+    the result's ``warnings`` (left out when there are none)."""
     args.setdefault("kdamonds", [EXAMPLE])
     args.setdefault("settle_time", 0)
     args["root"] = fake.root
-    return run_module(damon_sysfs.main, args)
+    warned: list[str] = []
+    with mock.patch.object(
+        damon_sysfs.AnsibleModule, "warn", lambda self, text: warned.append(text)
+    ):
+        done = run_module(damon_sysfs.main, args)
+    assert "warnings" not in done.result  # exit_json(warnings=...) is deprecated
+    if warned:
+        done.result["warnings"] = warned
+    return done
 
 
 def test_apply_then_unchanged(fake):
