@@ -12,7 +12,8 @@ share (:func:`read_record`, :func:`scan`, :func:`apply`). One JSON file per host
       "kernel_release": "<the release being rolled out>",
       "series": "lab-perf-events-abi",
       "layout": "rfc-v3",
-      "status": "installing|installed|rebooting|gate_passed|done|failed|reboot_required",
+      "status": "installing|installed|rebooting|gate_passed|done|failed|reboot_required
+                 |rolling_back|rolled_back",
       "kernel_before": "<uname -r before the rollout touched the host>",
       "kernel_after": "<uname -r when the host's rollout ended>",
       "batch": 1,
@@ -22,10 +23,21 @@ share (:func:`read_record`, :func:`scan`, :func:`apply`). One JSON file per host
         "reboot":  {..., "boot_id_before": "...", "boot_id_after": "..."},
         "gate":    {..., "passed": true, "checks": [{"name", "ok", "detail"}]},
         "default": {..., "entry": "gnulinux-<release>-advanced-<uuid>"},
-        "fallback": {...}
+        "fallback": {...},
+        "rollback": {..., "kernel_from": "...", "kernel_to": "...", "damon": "removed|kept",
+                     "packages_removed": [...]},
+        "rollback_reboot": {..., "method": "firmware", "boot_id_before": "...", ...},
+        "rollback_gate": {..., "passed": true, "checks": [...]}
       },
+      "boot_method": "firmware|kexec",
+      "boot_method_reason": "<why a kexec trial boot fell back to firmware, or null>",
       "updated_at": "...Z"
     }
+
+``boot_method`` and ``boot_method_reason`` are written by the trial boot; records made
+before they existed have neither (read as null). ``phases.reboot.method`` is the method
+the trial reboot used. A rollback keeps the record (the build it undid stays named) and
+moves the status through ``rolling_back`` to ``rolled_back``.
 
 A record for another ``inputs_hash`` is started afresh (the old one is kept under
 ``previous`` without its own ``previous``), so a resumed run skips exactly the hosts that
@@ -56,7 +68,16 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1
-PHASES = ("install", "reboot", "gate", "default", "fallback")
+PHASES = (
+    "install",
+    "reboot",
+    "gate",
+    "default",
+    "fallback",
+    "rollback",
+    "rollback_reboot",
+    "rollback_gate",
+)
 EVENTS = ("start", "finish")
 STATUSES = (
     "pending",
@@ -67,7 +88,13 @@ STATUSES = (
     "done",
     "failed",
     "reboot_required",
+    "rolling_back",
+    "rolled_back",
 )
+#: How the trial boot started the new kernel: through the firmware and GRUB, or kexec.
+BOOT_METHODS = ("firmware", "kexec")
+#: Top-level keys a record may lack (records written before they existed).
+OPTIONAL_KEYS = ("boot_method", "boot_method_reason")
 TOP_KEYS = (
     "inputs_hash",
     "kernel_release",
@@ -78,6 +105,7 @@ TOP_KEYS = (
     "kernel_after",
     "batch",
     "error",
+    *OPTIONAL_KEYS,
 )
 TEXT_KEYS = (
     "inputs_hash",
@@ -87,6 +115,7 @@ TEXT_KEYS = (
     "kernel_before",
     "kernel_after",
     "error",
+    "boot_method_reason",
 )
 HOST_NAME = re.compile(r"[A-Za-z0-9_.:@-]+")
 ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
@@ -174,6 +203,9 @@ def _check_top(key: str, value: object) -> str | None:
     if key in TEXT_KEYS:
         if value is not None and not isinstance(value, str):
             return f"{_short(value)} is not a string or null"
+    elif key == "boot_method":
+        if value is not None and value not in BOOT_METHODS:
+            return f"{_short(value)} is not one of {', '.join(BOOT_METHODS)} or null"
     elif key == "status":
         if value not in STATUSES:
             return f"{_short(value)} is not one of {', '.join(STATUSES)}"
@@ -235,7 +267,7 @@ def _problem(data: object, host: str, nested: bool = False) -> tuple[str, str] |
         return "format", f"{_short(data.get('format'))} is not {FORMAT}"
     if data.get("host") != host:
         return "host", f"the record belongs to {_short(data.get('host'))}, not {host}"
-    known = set(new_record(host)) | (set() if nested else {"previous"})
+    known = set(new_record(host)) | set(OPTIONAL_KEYS) | (set() if nested else {"previous"})
     unknown = sorted(str(k) for k in set(data) - known)
     if unknown:
         return unknown[0], f"unknown key; known: {', '.join(sorted(known))}"
@@ -427,6 +459,10 @@ def summary_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "error": record.get("error"),
             }
         )
+        if record.get("boot_method"):
+            # Only records of a trial boot that chose a method name one.
+            rows[-1]["boot_method"] = record.get("boot_method")
+            rows[-1]["boot_method_reason"] = record.get("boot_method_reason")
         rows[-1]["line"] = row_line(rows[-1])
     return rows
 
@@ -434,10 +470,15 @@ def summary_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def row_line(row: Mapping[str, Any]) -> str:
     """One line for a host: status, batch, kernels, gate, seconds per phase."""
     seconds = " ".join(f"{k}={v}s" for k, v in row["seconds"].items()) or "-"
+    method = ""
+    if row.get("boot_method"):
+        method = f"; boot {row['boot_method']}"
+        if row.get("boot_method_reason"):
+            method += f" ({row['boot_method_reason']})"
     return (
         f"{row['host']}: {row['status']} (batch {row['batch']}), kernel "
         f"{row['kernel_before']} -> {row['kernel_after']}; gate: {row['gate'] or '-'}; "
-        f"{seconds}"
+        f"{seconds}{method}"
     )
 
 

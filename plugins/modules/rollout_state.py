@@ -14,8 +14,9 @@ description:
   - Keeps one JSON record per host in O(state_dir) (C(<host>.json), format 1) on the
     machine it runs on - the control node, with C(delegate_to=localhost) - the build being
     rolled out (inputs hash, release), the kernel before and after, the status, and per
-    phase (install, reboot, gate, default, fallback) when it started and finished, how long
-    it took and its results (the gate's checks).
+    phase (install, reboot, gate, default, fallback, and for a rollback rollback,
+    rollback_reboot, rollback_gate) when it started and finished, how long it took and its
+    results (the gate's checks).
   - With O(state=present), applies O(values) and a phase O(event) / O(result) and writes
     the record when anything but C(updated_at) changes. The read, the update and the
     write hold an C(fcntl) lock of the host's record (C(.<host>.lock) in O(state_dir)), so
@@ -65,14 +66,18 @@ options:
   values:
     description:
       - Top-level keys to set - inputs_hash, kernel_release, series, layout, status,
-        kernel_before, kernel_after, batch, error.
+        kernel_before, kernel_after, batch, error, boot_method, boot_method_reason.
+      - C(status) is one of pending, installing, installed, rebooting, gate_passed, done,
+        failed, reboot_required, rolling_back, rolled_back; C(boot_method) is firmware or
+        kexec (how the trial boot started the new kernel), C(boot_method_reason) why a
+        kexec trial boot went through the firmware instead.
     type: dict
     default: {}
   phase:
     description:
       - The phase O(event) and O(result) apply to.
     type: str
-    choices: [install, reboot, gate, default, fallback]
+    choices: [install, reboot, gate, default, fallback, rollback, rollback_reboot, rollback_gate]
   event:
     description:
       - V(start) stamps the phase's start (clearing an earlier run of it); V(finish) stamps

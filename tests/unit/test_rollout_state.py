@@ -300,7 +300,8 @@ BAD_RECORDS = [
     ({**GOOD, "phases": {"gate": 5}}, "phases.gate: 5 is not an object"),
     ({**GOOD, "phases": {"gate": None}}, "phases.gate: None is not an object"),
     ({**GOOD, "phases": {"dance": {}}},
-     "phases.dance: unknown phase; known: install, reboot, gate, default, fallback"),
+     "phases.dance: unknown phase; known: install, reboot, gate, default, fallback, "
+     "rollback, rollback_reboot, rollback_gate"),
     ({**GOOD, "phases": {"install": {"started": "yesterday"}}},
      "phases.install.started: 'yesterday' is not a UTC time like 2026-01-31T12:00:00Z"),
     ({**GOOD, "phases": {"install": {"started": 17}}},
@@ -324,7 +325,7 @@ BAD_RECORDS = [
      "phases.gate.passed: 'no' is not true, false or null"),
     ({**GOOD, "status": "happy"},
      "status: 'happy' is not one of pending, installing, installed, rebooting, gate_passed, "
-     "done, failed, reboot_required"),
+     "done, failed, reboot_required, rolling_back, rolled_back"),
     ({**GOOD, "batch": "1"}, "batch: '1' is not an integer or null"),
     ({**GOOD, "batch": True}, "batch: True is not an integer or null"),
     ({**GOOD, "kernel_release": ["6.12"]}, "kernel_release: a list is not a string or null"),
@@ -332,8 +333,9 @@ BAD_RECORDS = [
     ({**GOOD, "updated_at": "now"},
      "updated_at: 'now' is not a UTC time like 2026-01-31T12:00:00Z"),
     ({**GOOD, "colour": "red"},
-     "colour: unknown key; known: batch, error, format, host, inputs_hash, kernel_after, "
-     "kernel_before, kernel_release, layout, phases, previous, series, status, updated_at"),
+     "colour: unknown key; known: batch, boot_method, boot_method_reason, error, format, host, "
+     "inputs_hash, kernel_after, kernel_before, kernel_release, layout, phases, previous, "
+     "series, status, updated_at"),
     ({**GOOD, "format": 2}, "format: 2 is not 1"),
     ({"format": 1, "host": "lab2"}, "host: the record belongs to 'lab2', not lab1"),
     ({**GOOD, "previous": {**GOOD, "phases": {"gate": 1}}},

@@ -41,10 +41,13 @@ T0_ISO = "2027-01-15T08:00:00Z"
 HASH = "0c853a0da2c09c6d43f6cb906b79240a79087ea087971c8f66bf42930b0dfbc1"
 RELEASE = "6.12.117-lab-perf-events-abi-0c853a0d"
 BEFORE = "6.12.117-lab-1b9cc979"
-STATUSES = "pending, installing, installed, rebooting, gate_passed, done, failed, reboot_required"
+STATUSES = (
+    "pending, installing, installed, rebooting, gate_passed, done, failed, reboot_required, "
+    "rolling_back, rolled_back"
+)
 KNOWN_NESTED = (
-    "batch, error, format, host, inputs_hash, kernel_after, kernel_before, kernel_release, "
-    "layout, phases, series, status, updated_at"
+    "batch, boot_method, boot_method_reason, error, format, host, inputs_hash, kernel_after, "
+    "kernel_before, kernel_release, layout, phases, series, status, updated_at"
 )
 NOT_TIME = "is not a UTC time like 2026-01-31T12:00:00Z"
 
@@ -308,11 +311,12 @@ def test_nothing_new_is_no_change_and_keeps_the_time() -> None:
     [
         ({"values": {"colour": "red", "batch": 1}},
          "unknown record keys ['colour']; known: inputs_hash, kernel_release, series, layout, "
-         "status, kernel_before, kernel_after, batch, error"),
+         "status, kernel_before, kernel_after, batch, error, boot_method, boot_method_reason"),
         ({"values": {"status": "happy"}}, f"unknown status 'happy'; known: {STATUSES}"),
         ({"values": {"error": 5}}, "values.error: 5 is not a string or null"),
         ({"phase": "dance"},
-         "unknown phase 'dance'; known: install, reboot, gate, default, fallback"),
+         "unknown phase 'dance'; known: install, reboot, gate, default, fallback, "
+         "rollback, rollback_reboot, rollback_gate"),
         ({"phase": "gate", "event": "stop"}, "unknown event 'stop'; known: start, finish"),
         ({"event": "start"}, "an event or a result needs a phase"),
         ({"result": {"passed": True}}, "an event or a result needs a phase"),
