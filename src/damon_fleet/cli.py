@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from damon_fleet.damon_cli import add_damon_parser
 from damon_fleet.lab_cli import add_lab_parser
 from damon_fleet.perf_cli import add_perf_parser
+from damon_fleet.rollback_cli import add_rollback_parser
 from damon_fleet.run_cli import add_run_parsers
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h)
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_damon_parser(sub)
     add_lab_parser(sub)
     add_run_parsers(sub)
+    add_rollback_parser(sub)
     return parser
 
 

@@ -45,6 +45,7 @@ import yaml
 from damon_fleet import report as report_mod
 from damon_fleet._paths import REPO_ROOT, runner_envvars
 from damon_fleet.progress import COMMAND_STAGES, Progress, shorten
+from damon_fleet.report_rollback import format_reboots, reboot_rows
 from damon_fleet.signals import StopSignals, signal_name
 from damon_fleet.signals import exit_code as signal_exit_code
 
@@ -53,6 +54,7 @@ PLAYBOOKS = {
     "detect": REPO_ROOT / "playbooks" / "detect.yml",
     "configure": REPO_ROOT / "playbooks" / "configure.yml",
     "verify": REPO_ROOT / "playbooks" / "verify.yml",
+    "rollback": REPO_ROOT / "playbooks" / "rollback.yml",
 }
 DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
 DEFAULT_RUNS_DIR = REPO_ROOT / ".damon-fleet" / "runs"
@@ -538,9 +540,12 @@ def make_report(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> 
     hosts = [str(h) for h in run.get("hosts") or []]
     records: list[dict[str, Any]] = []
     bad: list[tuple[Path, str]] = []
-    if run.get("command") == "deploy":
+    if run.get("command") in ("deploy", "rollback"):
         records, bad = load_records(_state_dir(run), hosts or None)
     report = report_mod.build_report(run, events, records, hosts)
+    reboots = reboot_rows(records)
+    if reboots:
+        report["reboots"] = reboots
     if bad:
         report["bad_records"] = [{"path": str(path), "problem": text} for path, text in bad]
     return report
@@ -722,6 +727,10 @@ HALF_DONE = {
     "configure": "DAMON may be half-configured on a host; run: damon-fleet configure (again)",
     "detect": "detect changes nothing on the hosts; run it again: damon-fleet detect",
     "verify": "verify changes nothing on the hosts; run it again: damon-fleet verify",
+    "rollback": (
+        "a host may be mid-rollback (its rollout record in {state} says rolling_back); "
+        "run damon-fleet rollback again: hosts rolled back are left alone"
+    ),
 }
 
 
@@ -943,7 +952,8 @@ def _run_and_report(
     run_dir: Path,
     stop: StopSignals,
 ) -> int:
-    stages = COMMAND_STAGES[args.command]
+    # rollback runs the rollout stage's role (kernel_install) only
+    stages = COMMAND_STAGES.get(args.command, ("rollout",))
     progress = Progress(
         stages=stages, stage_hosts={s: run["stage_hosts"].get(s, []) for s in stages}
     )
@@ -980,6 +990,8 @@ def _run_and_report(
     write_json(run_dir / "run.json", run)
     write_report(run_dir, report)
     sys.stdout.write(report_mod.render_table(report))
+    for line in format_reboots(report.get("reboots") or []):
+        print(line)
     print(f"report: {run_dir / 'report.md'} (json, html beside it)", file=sys.stderr)
     for line in lines:
         print(line, file=sys.stderr)
