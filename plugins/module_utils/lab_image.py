@@ -39,8 +39,9 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "ca-certificates",
 )
 
-#: The lab fleet's disk adds GRUB (update-grub, grub-reboot, grub-editenv).
-LAB_IMAGE_PACKAGES: tuple[str, ...] = (*IMAGE_PACKAGES, "grub-pc")
+#: The lab fleet's disk adds GRUB (update-grub, grub-reboot, grub-editenv) and kexec-tools
+#: (the kexec trial boot, kernel_install_boot_method: kexec; see :data:`KEXEC_SETUP`).
+LAB_IMAGE_PACKAGES: tuple[str, ...] = (*IMAGE_PACKAGES, "grub-pc", "kexec-tools")
 
 #: Files written into the guest root filesystem (path -> content).  Part of the image
 #: keys, so editing any of them rebuilds the images.
@@ -138,6 +139,23 @@ DISK_FILES: dict[str, str] = {
 #: Lab additions to :data:`GUEST_SETUP`: e2scrub_reap only matters for LVM snapshots and
 #: costs tens of seconds of every TCG boot.
 LAB_GUEST_SETUP = GUEST_SETUP + "systemctl mask e2scrub_reap.service\n"
+
+#: Debian's kexec-tools can take over every reboot (LOAD_KEXEC=true in /etc/default/kexec
+#: loads the default kernel at shutdown and kexecs it), which would skip GRUB - its saved
+#: default and one-shot entry - and the firmware. The lab's reboots must be firmware
+#: reboots: the rollout's fallback and the rollback rely on GRUB. The debconf answer
+#: covers a reconfiguration; the file is what the init scripts read; the grep fails the
+#: image build when neither holds.
+KEXEC_SETUP = r"""
+echo 'kexec-tools kexec-tools/load_kexec boolean false' | debconf-set-selections
+if [ -f /etc/default/kexec ]; then
+  sed -i 's/^LOAD_KEXEC=.*/LOAD_KEXEC=false/' /etc/default/kexec
+else
+  echo 'LOAD_KEXEC=false' > /etc/default/kexec
+fi
+grep -qx 'LOAD_KEXEC=false' /etc/default/kexec
+"""
+LAB_GUEST_SETUP += KEXEC_SETUP
 
 #: Stand-in for ``grub-probe`` while ``update-grub`` runs in the build chroot: the real
 #: one would describe the build host's disk, not the lab disk the files end up on.
