@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from damon_fleet.bench_cli import add_bench_parser
 from damon_fleet.damon_cli import add_damon_parser
 from damon_fleet.lab_cli import add_lab_parser
 from damon_fleet.perf_cli import add_perf_parser
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_damon_parser(sub)
     add_lab_parser(sub)
     add_run_parsers(sub)
+    add_bench_parser(sub)
     add_rollback_parser(sub)
     return parser
 

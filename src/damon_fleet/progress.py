@@ -26,6 +26,7 @@ COMMAND_STAGES: dict[str, tuple[str, ...]] = {
     "detect": ("detect",),
     "configure": ("configure",),
     "verify": ("verify",),
+    "bench": ("bench",),
 }
 STAGE_OF_ROLE = {
     "kernel_build": "build",

@@ -27,6 +27,7 @@ from typing import Any
 
 from ansible.module_utils.damon_evidence import describe as describe_perf
 
+from damon_fleet import bench as bench_mod
 from damon_fleet.progress import (
     BATCH_DONE,
     BATCH_START,
@@ -444,6 +445,7 @@ def build_report(
     *records* the rollout records to show (the caller picks the hosts'); *hosts* the hosts
     the run targeted (a host absent from the events then shows as ``not_reached``).
     """
+    events = list(events)
     facts = collect(events)
     per_host: dict[str, dict[str, Any]] = facts["hosts"]
     stats = facts["run"]["stats"]
@@ -482,6 +484,7 @@ def build_report(
             )
         },
         "build": facts["run"]["build"],
+        **bench_mod.report_entry(run.get("id"), events),
         "timing": {
             "build_seconds": facts["run"]["build_seconds"],
             "total_seconds": facts["run"]["total_seconds"],
@@ -665,6 +668,7 @@ def render_table(report: Mapping[str, Any]) -> str:
     extra = [line for r in report.get("hosts") or [] for line in details(r)]
     if extra:
         lines += ["", *extra]
+    lines += bench_mod.report_lines(report.get("bench"))
     return "\n".join(lines) + "\n"
 
 
@@ -691,6 +695,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if extra:
         lines += ["", "## Details", ""]
         lines += [f"- {_md(line)}" for line in extra]
+    lines += bench_mod.report_markdown(report.get("bench"))
     return "\n".join(lines) + "\n"
 
 
@@ -721,7 +726,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         "th{background:#eee}tr.bad td{background:#fde2e2}tr.ok td:nth-child(2){color:#176b2c}"
         f"</style></head><body><h1>{esc(title)}</h1><ul>{facts}</ul>"
         f"<table><thead><tr>{head_cells}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        f"{detail_html}</body></html>\n"
+        f"{detail_html}{bench_mod.report_html(report.get('bench'))}</body></html>\n"
     )
 
 
@@ -892,4 +897,6 @@ def report_problem(report: object) -> str | None:
     bad = report.get("bad_records") or []
     if not isinstance(bad, list) or not all(isinstance(b, Mapping) for b in bad):
         return "bad_records is not a list of objects"
+    if report.get("bench") is not None and bench_mod.problem(report["bench"]) is not None:
+        return f"bench: {bench_mod.problem(report['bench'])}"
     return None

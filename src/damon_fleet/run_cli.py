@@ -54,6 +54,7 @@ PLAYBOOKS = {
     "detect": REPO_ROOT / "playbooks" / "detect.yml",
     "configure": REPO_ROOT / "playbooks" / "configure.yml",
     "verify": REPO_ROOT / "playbooks" / "verify.yml",
+    "bench": REPO_ROOT / "playbooks" / "benchmark.yml",
     "rollback": REPO_ROOT / "playbooks" / "rollback.yml",
 }
 DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
@@ -727,6 +728,10 @@ HALF_DONE = {
     "configure": "DAMON may be half-configured on a host; run: damon-fleet configure (again)",
     "detect": "detect changes nothing on the hosts; run it again: damon-fleet detect",
     "verify": "verify changes nothing on the hosts; run it again: damon-fleet verify",
+    "bench": (
+        "a host may be mid-bench: its workload running and DAMON set for an arm; run "
+        "damon-fleet bench again (it stops a leftover workload and puts DAMON back)"
+    ),
     "rollback": (
         "a host may be mid-rollback (its rollout record in {state} says rolling_back); "
         "run damon-fleet rollback again: hosts rolled back are left alone"
