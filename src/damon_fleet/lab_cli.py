@@ -23,14 +23,16 @@ from typing import Any
 import yaml
 from ansible.module_utils.lab_qemu import SSH_OPTIONS, format_table, list_vms, vm_status
 
-from damon_fleet._paths import REPO_ROOT, runner_envvars
+from damon_fleet._paths import CONTENT_ROOT, LAB_STATE_DIR, runner_envvars
 from damon_fleet.signals import STOP_SIGNALS, StopSignals, signal_name
 from damon_fleet.signals import exit_code as signal_exit_code
 
-PLAYBOOK = REPO_ROOT / "playbooks" / "lab.yml"
-DEFAULT_STATE_DIR = REPO_ROOT / ".damon-fleet" / "lab"
-DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
-PROFILES_INDEX = REPO_ROOT / "roles" / "lab_profile" / "files" / "profiles" / "index.yml"
+PLAYBOOK = CONTENT_ROOT / "playbooks" / "lab.yml"
+# The default: $DAMON_FLEET_LAB_STATE, else .damon-fleet/lab (damon_fleet._paths). The
+# role writes the fleet's inventory there (hosts.yml), which the default inventory
+# (inventories/lab/hosts.yml, inventory plugin lab_fleet) reads: no tracked file changes.
+DEFAULT_STATE_DIR = LAB_STATE_DIR
+PROFILES_INDEX = CONTENT_ROOT / "roles" / "lab_profile" / "files" / "profiles" / "index.yml"
 HOST_NAME = re.compile(r"[a-z][a-z0-9-]*")
 STATUS_COLUMNS = ("name", "ssh_port", "pid", "state", "accel", "kernel", "profile")
 SSH_TIMEOUT = 10.0
@@ -61,7 +63,7 @@ def run_playbook(extravars: dict[str, Any], verbosity: int = 0) -> int:
     ):
         runner = ansible_runner.run(
             private_data_dir=private,
-            project_dir=str(REPO_ROOT),
+            project_dir=str(CONTENT_ROOT),
             playbook=str(PLAYBOOK),
             extravars=extravars,
             envvars=runner_envvars(),
@@ -98,9 +100,12 @@ def _vm_count(text: str) -> int:
 
 
 def _common_vars(args: argparse.Namespace) -> dict[str, Any]:
+    state_dir = Path(args.state_dir).resolve()
+    inventory = Path(args.inventory).resolve() if args.inventory else None
     return {
-        "lab_fleet_state_dir": str(Path(args.state_dir).resolve()),
-        "lab_fleet_inventory_path": str(Path(args.inventory).resolve()),
+        "lab_fleet_state_dir": str(state_dir),
+        # Unset: the role's default, <state dir>/hosts.yml (what the inventory plugin reads).
+        **({"lab_fleet_inventory_path": str(inventory)} if inventory else {}),
     }
 
 
@@ -307,8 +312,11 @@ def add_lab_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         )
         parser.add_argument(
             "--inventory",
-            default=str(DEFAULT_INVENTORY),
-            help="inventory file written for the fleet (default: %(default)s)",
+            default=None,
+            help=(
+                "YAML inventory file written for the fleet (default: STATE_DIR/hosts.yml, "
+                "which the default inventory inventories/lab/hosts.yml reads)"
+            ),
         )
         parser.add_argument("-v", "--verbose", action="count", default=0)
 

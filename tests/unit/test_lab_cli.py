@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,30 @@ def test_up_runs_the_lab_playbook_with_the_role_inputs(tmp_path, ansible, capsys
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("damon-fleet lab up: done in ")
     assert out[1] == f"no lab VMs in {tmp_path / 's'}"  # the status after a good run
+
+
+def test_without_inventory_the_role_writes_into_the_state_dir(tmp_path, ansible, capsys):
+    """No --inventory: the role's default <state dir>/hosts.yml, which the default
+    inventory's plugin reads; the run's environment names the same state directory only
+    through lab_fleet_state_dir (extra vars win over it)."""
+    _, calls = ansible
+    assert main(["lab", "up", "--state-dir", str(tmp_path / "s"), "--count", "1"]) == 0
+    assert main(["lab", "down", "--state-dir", str(tmp_path / "s")]) == 0
+    for call in calls:
+        assert call["extravars"]["lab_fleet_state_dir"] == str(tmp_path / "s")
+        assert "lab_fleet_inventory_path" not in call["extravars"]
+        assert call["envvars"]["DAMON_FLEET_LAB_STATE"] == str(lab_cli.DEFAULT_STATE_DIR)
+        assert call["project_dir"] == str(lab_cli.CONTENT_ROOT)
+    capsys.readouterr()
+
+
+def test_the_default_state_dir_is_outside_the_tracked_files():
+    """The lab state is runtime state (.damon-fleet/ of the checkout or
+    $DAMON_FLEET_LAB_STATE), never under inventories/."""
+    state = lab_cli.DEFAULT_STATE_DIR
+    assert "inventories" not in state.parts
+    assert state.name == "lab"
+    assert state.parent.name == ".damon-fleet" or "DAMON_FLEET_LAB_STATE" in os.environ
 
 
 @pytest.mark.parametrize(("runner_rc", "code", "word"), [(2, 2, "failed"), (None, 1, "failed")])
