@@ -535,12 +535,71 @@ def verify_mbox(
                 f"git patch-id found {len(ids)} patches in an mbox of "
                 f"{len(subjects)} messages (a message without a diff?)"
             )
+        elif (
+            want_sha is not None
+            and digest != want_sha
+            and len(errors) == 1
+            and all(p["patch_id"] for p in patches)
+        ):
+            errors.append(
+                "every patch-id and subject matches: the diffs are the pinned ones, the "
+                "messages differ (trailers collected from replies, an edited commit message "
+                "or header); review them and re-pin pins.mbox_sha256"
+            )
     report = MboxReport(digest, subjects, ids, pinned, errors)
     if errors:
         raise SeriesError(
             f"series {name!r}: the mbox does not match the manifest: " + "; ".join(errors), errors
         )
     return report
+
+
+def unpinned_keys(manifest: Mapping[str, Any], pin_base: bool = True) -> list[str]:
+    """The pins *manifest* leaves null, by key: ``pins.mbox_sha256``, ``patches[i].patch_id``
+    and, when *pin_base* (the build takes its base from the manifest), a git base's
+    ``base.commit``."""
+    keys = [] if manifest["pins"]["mbox_sha256"] else ["pins.mbox_sha256"]
+    keys += [
+        f"patches[{i}].patch_id" for i, p in enumerate(manifest["patches"]) if not p["patch_id"]
+    ]
+    base = manifest.get("base", {})
+    if pin_base and base.get("type") == "git" and not base.get("commit"):
+        keys.append("base.commit")
+    return keys
+
+
+def unpinned_message(
+    manifest: Mapping[str, Any],
+    manifest_path: str,
+    mbox_path: str,
+    report: MboxReport,
+    keys: Sequence[str],
+) -> str:
+    """Why an unpinned series stops, and how to review and pin it (one line)."""
+    source = manifest["source"]
+    fetched = (
+        f"b4 am fetched it by Message-ID {source['message_id']}"
+        if source.get("type") == "b4"
+        else "the mbox the build would apply"
+    )
+    pins = [f"pins.mbox_sha256: {report.sha256}"]
+    if report.patch_ids is not None:
+        pins += [f"patches[{i}].patch_id: {pid}" for i, pid in enumerate(report.patch_ids)]
+    base = manifest.get("base", {})
+    if "base.commit" in keys:
+        pins.append(
+            "base.commit: the commit you reviewed it on (`git ls-remote -- "
+            f"{base['url']} refs/heads/{base['branch']}` gives the branch head)"
+        )
+    recorded = ["inputs.series.mbox_sha256", "inputs.series.patch_ids"]
+    recorded += ["inputs.base.commit"] if "base.commit" in keys else []
+    return (
+        f"series {manifest.get('name', '?')!r} is not pinned: {manifest_path} has null "
+        f"{', '.join(keys)}. Review {mbox_path} ({fetched}; read it, `git am` it on the "
+        f"base), then pin it in {manifest_path} - {'; '.join(pins)}. Or build it once "
+        "unpinned (allow_unpinned; kernel_build_allow_unpinned=true in the kernel_build "
+        f"role): the build manifest records the values to pin ({', '.join(recorded)})"
+    )
 
 
 def _subject_mismatch(got: list[str], want: list[str]) -> str:

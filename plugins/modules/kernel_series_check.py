@@ -18,8 +18,11 @@ description:
     C(pins.mbox_sha256), its patch subjects against C(patches[].subject) in order, and, when
     O(patch_ids=true) and git is available, C(git patch-id --stable) against
     C(patches[].patch_id).
-  - A series whose pins are null (a fetched series before its first review) is refused
-    unless O(allow_unpinned=true); the result then carries the values to pin.
+  - A series whose pins are null (a fetched series before its first review; for a C(git)
+    base also C(base.commit)) is refused unless O(allow_unpinned=true); the message names
+    the manifest, the mbox to review and the values to pin, and the result carries them.
+  - A pinned value that does not match fails whatever O(allow_unpinned) says; a patch whose
+    C(git patch-id) differs is named by its subject.
   - Changes nothing.
 author:
   - damon-fleet contributors
@@ -48,9 +51,17 @@ options:
     default: true
   allow_unpinned:
     description:
-      - Accept null C(pins.mbox_sha256) and C(patch_id) values (report them instead).
+      - Accept null C(pins.mbox_sha256), C(patch_id) and (with O(pin_base)) C(base.commit)
+        values (report them instead). Without it, an unpinned series fails with a message
+        naming the manifest, the mbox to review and the values to pin.
     type: bool
     default: false
+  pin_base:
+    description:
+      - Count a null C(base.commit) of a C(git) base as unpinned. Set V(false) when the
+        build takes its base tree from elsewhere than the manifest.
+    type: bool
+    default: true
 notes:
   - Relative paths in the manifest are relative to the series folder.
 seealso:
@@ -117,7 +128,8 @@ patch_ids:
   type: list
   elements: str
 pinned:
-  description: Whether the manifest pins the sha256 and every patch id.
+  description: Whether the manifest pins the sha256, every patch id and (with O(pin_base))
+    a git base's commit.
   returned: success
   type: bool
 manifest_sha256:
@@ -138,6 +150,12 @@ required:
   type: list
   elements: str
   sample: [CONFIG_DAMON, CONFIG_DAMON_SYSFS]
+unpinned:
+  description: The manifest keys that are null (C(pins.mbox_sha256), C(patches[0].patch_id),
+    C(base.commit)...); empty when pinned.
+  returned: success, and on failure when the series is not pinned
+  type: list
+  elements: str
 errors:
   description: Every problem found (on failure).
   returned: failure
@@ -153,6 +171,8 @@ from ansible.module_utils.kernel_series import (
     load_manifest,
     parse_patch_ids,
     sha256_hex,
+    unpinned_keys,
+    unpinned_message,
     verify_mbox,
 )
 
@@ -176,6 +196,7 @@ def main() -> None:
             "mbox": {"type": "path"},
             "patch_ids": {"type": "bool", "default": True},
             "allow_unpinned": {"type": "bool", "default": False},
+            "pin_base": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
@@ -231,15 +252,25 @@ def main() -> None:
             ids: list[str] = parse_patch_ids(str(out))
             return ids
 
+    # Null pins are accepted here and judged below: a pinned value that does not match
+    # fails first, whatever allow_unpinned says.
     try:
-        report = verify_mbox(data, manifest, patch_ids, module.params["allow_unpinned"])
+        report = verify_mbox(data, manifest, patch_ids, allow_unpinned=True)
     except SeriesError as exc:
         module.fail_json(msg=str(exc), errors=exc.errors, mbox=mbox, mbox_sha256=sha256_hex(data))
-    if not report.pinned:
-        module.warn(
-            f"series {name!r} is not pinned: mbox sha256 {report.sha256}, "
-            f"patch ids {report.patch_ids}"
-        )
+    unpinned = unpinned_keys(manifest, module.params["pin_base"])
+    if unpinned:
+        message = unpinned_message(manifest, manifest_path, mbox, report, unpinned)
+        if not module.params["allow_unpinned"]:
+            module.fail_json(
+                msg=message,
+                errors=[f"{key} is null" for key in unpinned],
+                unpinned=unpinned,
+                mbox=mbox,
+                mbox_sha256=report.sha256,
+                patch_ids=report.patch_ids,
+            )
+        module.warn(message)
     fragment = os.path.join(directory, manifest["config"]["fragment"])
     module.exit_json(
         changed=False,
@@ -252,7 +283,8 @@ def main() -> None:
         mbox_sha256=report.sha256,
         subjects=report.subjects,
         patch_ids=report.patch_ids,
-        pinned=report.pinned,
+        pinned=not unpinned,
+        unpinned=unpinned,
         manifest_sha256=sha256_hex(raw),
         fragment=fragment,
         fragment_sha256=sha256_hex(_read(fragment)),

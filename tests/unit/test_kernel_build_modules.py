@@ -127,18 +127,80 @@ def _b4_like_mbox(tmp_path: Path) -> Path:
     return mbox
 
 
+@needs_git
 def test_series_check_unpinned_b4_series(tmp_path: Path) -> None:
     mbox = _b4_like_mbox(tmp_path)
     done = run_module(kernel_series_check.main, {"path": str(RFC), "mbox": str(mbox)})
     assert done.failed
-    assert "pins.mbox_sha256 is null: pin it to" in done.result["msg"]
+    digest = hashlib.sha256(mbox.read_bytes()).hexdigest()
+    ids = _patch_ids(mbox)
+    manifest = RFC / "manifest.yml"
+    assert done.result["msg"] == (
+        f"series 'damon-perf-rfc-v3' is not pinned: {manifest} has null pins.mbox_sha256, "
+        "patches[0].patch_id, patches[1].patch_id, patches[2].patch_id, patches[3].patch_id, "
+        f"base.commit. Review {mbox} (b4 am fetched it by Message-ID "
+        "20260423004211.7037-1-akinobu.mita@gmail.com; read it, `git am` it on the base), then "
+        f"pin it in {manifest} - pins.mbox_sha256: {digest}; "
+        + "; ".join(f"patches[{i}].patch_id: {pid}" for i, pid in enumerate(ids))
+        + "; base.commit: the commit you reviewed it on (`git ls-remote -- "
+        "https://git.kernel.org/pub/scm/linux/kernel/git/sj/linux.git refs/heads/damon/next` "
+        "gives the branch head). Or build it once unpinned (allow_unpinned; "
+        "kernel_build_allow_unpinned=true in the kernel_build role): the build manifest "
+        "records the values to pin (inputs.series.mbox_sha256, inputs.series.patch_ids, "
+        "inputs.base.commit)"
+    )
+    assert done.result["unpinned"] == [
+        "pins.mbox_sha256",
+        "patches[0].patch_id",
+        "patches[1].patch_id",
+        "patches[2].patch_id",
+        "patches[3].patch_id",
+        "base.commit",
+    ]
+    assert done.result["errors"] == [f"{key} is null" for key in done.result["unpinned"]]
+    # The base is not the manifest's: its null commit is not a pin the series lacks.
+    done = run_module(
+        kernel_series_check.main, {"path": str(RFC), "mbox": str(mbox), "pin_base": False}
+    )
+    assert done.failed
+    assert done.result["unpinned"][-1] == "patches[3].patch_id"
+    assert "base.commit" not in done.result["msg"]
     done = run_module(
         kernel_series_check.main,
         {"path": str(RFC), "mbox": str(mbox), "allow_unpinned": True},
     )
     assert not done.failed, done.result
     assert done.result["pinned"] is False
-    assert done.result["mbox_sha256"] == hashlib.sha256(mbox.read_bytes()).hexdigest()
+    assert done.result["mbox_sha256"] == digest
+    assert done.result["patch_ids"] == ids
+
+
+@needs_git
+def test_series_check_pinned_value_mismatch_fails_even_when_unpinned_allowed(
+    tmp_path: Path,
+) -> None:
+    """A pinned value is checked whatever allow_unpinned says; null ones are reported."""
+    mbox = _b4_like_mbox(tmp_path)
+    series = copy_series(tmp_path, RFC)
+    manifest = yaml.safe_load((series / "manifest.yml").read_text())
+    manifest["patches"][1]["patch_id"] = "0" * 40
+    (series / "manifest.yml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    done = run_module(
+        kernel_series_check.main,
+        {"path": str(series), "mbox": str(mbox), "allow_unpinned": True},
+    )
+    assert done.failed
+    assert done.result["errors"] == [
+        f"patches[1] {manifest['patches'][1]['subject']!r}: patch-id "
+        f"{_patch_ids(mbox)[1]} does not match the pinned {'0' * 40}"
+    ]
+
+
+def _patch_ids(mbox: Path) -> list[str]:
+    out = subprocess.run(
+        ["git", "patch-id", "--stable"], input=mbox.read_bytes(), capture_output=True, check=True
+    ).stdout.decode()
+    return [line.split()[0] for line in out.splitlines()]
 
 
 def test_series_check_missing_manifest(tmp_path: Path) -> None:

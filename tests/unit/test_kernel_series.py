@@ -302,6 +302,75 @@ def test_unpinned_series_refused_then_allowed_with_values_to_pin() -> None:
     assert report.sha256 == hashlib.sha256(LAB_MBOX).hexdigest()
 
 
+def test_messages_that_differ_with_the_same_diffs_are_said_to() -> None:
+    """A trailer added to a pinned series: sha256 differs, every patch-id matches."""
+    tagged = LAB_MBOX.replace(
+        b"Signed-off-by: damon-fleet lab",
+        b"Reviewed-by: R <r@example.org>\nSigned-off-by: damon-fleet lab",
+        1,
+    )
+    with pytest.raises(ks.SeriesError) as info:
+        ks.verify_mbox(tagged, load(LAB), lambda data: list(LAB_IDS))
+    assert info.value.errors == [
+        f"mbox sha256 {hashlib.sha256(tagged).hexdigest()} does not match pins.mbox_sha256 "
+        f"{load(LAB)['pins']['mbox_sha256']}",
+        "every patch-id and subject matches: the diffs are the pinned ones, the messages "
+        "differ (trailers collected from replies, an edited commit message or header); "
+        "review them and re-pin pins.mbox_sha256",
+    ]
+    # A changed diff is named by its patch instead.
+    ids = list(LAB_IDS)
+    ids[1] = "1" * 40
+    with pytest.raises(ks.SeriesError) as info:
+        ks.verify_mbox(tagged, load(LAB), lambda data: ids)
+    assert len(info.value.errors) == 2
+    assert info.value.errors[1].startswith("patches[1] 'mm/damon/sysfs: add sample/primitives/")
+
+
+def test_unpinned_keys() -> None:
+    lab = load(LAB)
+    assert ks.unpinned_keys(lab) == []
+    rfc = load(RFC)
+    assert ks.unpinned_keys(rfc) == [
+        "pins.mbox_sha256",
+        "patches[0].patch_id",
+        "patches[1].patch_id",
+        "patches[2].patch_id",
+        "patches[3].patch_id",
+        "base.commit",
+    ]
+    assert "base.commit" not in ks.unpinned_keys(rfc, pin_base=False)
+    rfc["base"]["commit"] = "a" * 40
+    rfc["patches"][2]["patch_id"] = "b" * 40
+    assert ks.unpinned_keys(rfc) == [
+        "pins.mbox_sha256",
+        "patches[0].patch_id",
+        "patches[1].patch_id",
+        "patches[3].patch_id",
+    ]
+    # A debian-package base has no commit to pin.
+    lab["pins"]["mbox_sha256"] = None
+    assert ks.unpinned_keys(lab) == ["pins.mbox_sha256"]
+
+
+def test_unpinned_message_of_a_bundled_series_without_patch_ids() -> None:
+    lab = load(LAB)
+    lab["pins"]["mbox_sha256"] = None
+    report = ks.MboxReport("f" * 64, [], None, False)
+    assert ks.unpinned_message(
+        lab, "/m/manifest.yml", "/m/series.mbox", report, ["pins.mbox_sha256"]
+    ) == (
+        "series 'lab-perf-events-abi' is not pinned: /m/manifest.yml has null "
+        "pins.mbox_sha256. Review /m/series.mbox (the mbox the build would apply; read it, "
+        "`git am` it on the base), then pin it in /m/manifest.yml - pins.mbox_sha256: "
+        + "f"
+        * 64
+        + ". Or build it once unpinned (allow_unpinned; kernel_build_allow_unpinned=true in the "
+        "kernel_build role): the build manifest records the values to pin "
+        "(inputs.series.mbox_sha256, inputs.series.patch_ids)"
+    )
+
+
 def test_parse_patch_ids() -> None:
     out = f"{'a' * 40} {'0' * 40}\n{'b' * 40} {'0' * 40}\n"
     assert ks.parse_patch_ids(out) == ["a" * 40, "b" * 40]
