@@ -5,22 +5,21 @@ Pure: :class:`Progress` takes the event dicts ansible-runner hands its ``event_h
 lines worth printing; :meth:`Progress.bar` renders the one-line status (progress bar,
 elapsed time, stage, batch, the hosts at work and their phase) for a terminal. No I/O.
 
-Stages come from where a task lives (its role, else its playbook file), so they follow the
-repository's layout, not task names: ``kernel_build`` -> build, ``kernel_install`` ->
-rollout (phases check, install, reboot, gate, default, fallback), ``perf_detect`` ->
-detect, ``damon_perf`` -> configure, ``playbooks/verify.yml`` -> verify, ...
+Stages, rollout phases, batches and the build's time come from the structured events the
+playbooks and roles emit on purpose (:mod:`damon_fleet.events`), never from task names,
+task files or messages: renaming a task changes no line printed here.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("build", "rollout", "detect", "configure", "verify", "report")
+from damon_fleet import events as ev
+from damon_fleet.events import STAGES
+
 COMMAND_STAGES: dict[str, tuple[str, ...]] = {
     "deploy": STAGES,
     "detect": ("detect",),
@@ -28,14 +27,6 @@ COMMAND_STAGES: dict[str, tuple[str, ...]] = {
     "verify": ("verify",),
     "bench": ("bench",),
 }
-STAGE_OF_ROLE = {
-    "kernel_build": "build",
-    "kernel_install": "rollout",
-    "perf_detect": "detect",
-    "damon_perf": "configure",
-}
-BATCH_START = re.compile(r"^batch (\d+): (.*)$")
-BATCH_DONE = re.compile(r"^batch (\d+) done in ([0-9.]+) s$")
 RESULT_EVENTS = (
     "runner_on_ok",
     "runner_on_failed",
@@ -61,57 +52,6 @@ def event_time(event: Event) -> float | None:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=datetime.timezone.utc)
     return stamp.timestamp()
-
-
-def _path_file(task_path: str) -> str:
-    """``/x/roles/r/tasks/main.yml:12`` -> ``/x/roles/r/tasks/main.yml``."""
-    return re.sub(r":\d+$", "", task_path)
-
-
-def stage_of(data: Mapping[str, Any]) -> str | None:
-    """The stage of a task event's data: by role, else by the playbook file of the task."""
-    role = data.get("role")
-    if isinstance(role, str) and role in STAGE_OF_ROLE:
-        return STAGE_OF_ROLE[role]
-    task_path = data.get("task_path")
-    if isinstance(task_path, str) and task_path:
-        path = _path_file(task_path)
-        match = re.search(r"/roles/([^/]+)/", path)
-        if match and match.group(1) in STAGE_OF_ROLE:
-            return STAGE_OF_ROLE[match.group(1)]
-        stem = os.path.splitext(os.path.basename(path))[0]
-        if stem in STAGES:
-            return stem
-    return None
-
-
-def rollout_phase(data: Mapping[str, Any]) -> str:
-    """The kernel_install phase of a task: the phases of the rollout records (install,
-    reboot, gate, default, fallback), plus ``check`` (before any change) and ``batch``
-    (the rollout play's own tasks)."""
-    path = _path_file(str(data.get("task_path") or ""))
-    name = str(data.get("task") or "").lower()
-    base = os.path.basename(path)
-    if "/roles/kernel_install/" not in path:
-        # The role's argument check runs at the play; the play's own tasks count batches.
-        return "check" if data.get("role") == "kernel_install" else "batch"
-    if base in ("packages.yml", "rollout.yml"):
-        return "install"
-    if base == "promote.yml":
-        return "default"
-    if base == "fallback.yml":
-        return "fallback"
-    if base == "report.yml":
-        return "report"
-    if base == "trial.yml":
-        if "make the new kernel the default" in name:
-            return "default"
-        if "fall back" in name:
-            return "fallback"
-        if "gate" in name:
-            return "gate"
-        return "reboot"
-    return "check"
 
 
 def result_message(res: Any) -> str:
@@ -152,11 +92,6 @@ class HostProgress:
     unreachable: bool = False
     reason: str | None = None
     message: str | None = None
-    # The phase the host was in before a task that may still be skipped, and the line
-    # announcing the new phase: printed once the task is not skipped (a skipped task,
-    # such as the fallback of a host whose gate passed, is no phase of that host).
-    before: tuple[str | None, str | None, float | None] | None = None
-    pending: str | None = None
 
 
 @dataclass
@@ -177,7 +112,8 @@ class Progress:
     hosts: dict[str, HostProgress] = field(default_factory=dict)
     done: dict[str, set[str]] = field(default_factory=dict)
     stages_done: set[str] = field(default_factory=set)
-    play_hosts: set[str] = field(default_factory=set)
+    # The hosts at work in the current play, each with the stage of its last task.
+    play_hosts: dict[str, str | None] = field(default_factory=dict)
     finished: bool = False
     failed_hosts: list[str] = field(default_factory=list)
 
@@ -227,88 +163,86 @@ class Progress:
             return self._play_start(data)
         if kind == "playbook_on_stats":
             return self._stats(data)
-        if kind == "playbook_on_task_start":
-            stage = stage_of(data)
-            return self._enter_stage(stage) if stage else []
         host = data.get("host")
         if not isinstance(host, str) or not kind.startswith("runner_"):
             return []
-        lines: list[str] = []
-        stage = stage_of(data) or self.stage
-        if stage is not None:
-            lines.extend(self._enter_stage(stage))
-        self.play_hosts.add(host)
+        found = ev.marker(event)
+        if found is not None:
+            return self._marker(host, found)
+        self.play_hosts[host] = self.stage
+        stage = self.stage
         state = self.hosts.setdefault(host, HostProgress())
-        phase = rollout_phase(data) if stage == "rollout" else stage
         if kind == "runner_on_start":
-            if (state.stage, state.phase) != (stage, phase):
-                if state.pending is None:
-                    state.before = (state.stage, state.phase, state.since)
-                state.stage, state.phase, state.since = stage, phase, self.now
-                state.pending = None
-                # After a failure only the rescue runs (recording, re-raising): no phase.
-                if stage == "rollout" and phase not in (None, "batch") and not state.failed:
-                    state.pending = f"{self._stamp()} {host}: {phase}"
+            if state.stage != stage:
+                # A host entering the rollout is at its batch's own tasks until its role
+                # says which phase it is in.
+                state.stage, state.since = stage, self.now
+                state.phase = "batch" if stage == "rollout" else stage
             state.task = str(data.get("task") or "")
-            return lines
-        if kind == "runner_on_skipped":
-            if state.pending is not None and state.before is not None:
-                state.stage, state.phase, state.since = state.before
-            state.pending = state.before = None
-            return lines
-        if state.pending is not None:
-            lines.append(state.pending)
-        state.pending = state.before = None
-        if kind == "runner_on_ok" and data.get("task_action", "").endswith("debug"):
-            lines.extend(self._debug(data))
+            return []
         if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-            reason = result_message(data.get("res"))
-            if state.failed and state.stage == stage and reason == state.message:
-                # A rescue re-raising the failure it caught: said already.
-                return lines
-            state.failed = True
-            state.message = reason
-            state.unreachable = kind == "runner_on_unreachable"
-            state.reason = f"{data.get('task')}: {reason}" if reason else str(data.get("task"))
-            if host not in self.failed_hosts:
-                self.failed_hosts.append(host)
-            what = "UNREACHABLE" if state.unreachable else "FAILED"
-            where = f"{stage}/{phase}" if stage == "rollout" else str(stage)
-            lines.append(f"{self._stamp()} {host} {what} in {where}: {shorten(state.reason)}")
-        return lines
+            return self._failure(host, state, kind, data)
+        return []
+
+    def _failure(
+        self, host: str, state: HostProgress, kind: str, data: Mapping[str, Any]
+    ) -> list[str]:
+        stage = self.stage
+        reason = result_message(data.get("res"))
+        if state.failed and state.stage == stage and reason == state.message:
+            # A rescue re-raising the failure it caught: said already.
+            return []
+        state.failed = True
+        state.message = reason
+        state.unreachable = kind == "runner_on_unreachable"
+        state.reason = f"{data.get('task')}: {reason}" if reason else str(data.get("task"))
+        if host not in self.failed_hosts:
+            self.failed_hosts.append(host)
+        what = "UNREACHABLE" if state.unreachable else "FAILED"
+        where = f"{stage}/{state.phase}" if stage == "rollout" else str(stage)
+        return [f"{self._stamp()} {host} {what} in {where}: {shorten(state.reason)}"]
+
+    def _marker(self, host: str, found: Mapping[str, Any]) -> list[str]:
+        """The lines of one structured event (:mod:`damon_fleet.events`)."""
+        kind = found["event"]
+        if kind == "stage":
+            stage = found.get("stage")
+            return self._enter_stage(stage) if stage in ev.KNOWN_STAGES else []
+        if kind == "phase":
+            phase = str(found.get("phase") or "")
+            state = self.hosts.setdefault(host, HostProgress())
+            if (state.stage, state.phase) == (self.stage, phase):
+                return []
+            state.stage, state.phase, state.since = self.stage, phase, self.now
+            # After a failure only the rescue runs (recording, re-raising): no phase.
+            if self.stage == "rollout" and phase != "batch" and not state.failed:
+                return [f"{self._stamp()} {host}: {phase}"]
+            return []
+        if kind == "batch_start":
+            self.batch = ev.batch_number(found)
+            self.batch_hosts = ev.batch_hosts(found)
+            return [f"{self._stamp()} batch {self.batch}: {', '.join(self.batch_hosts)}"]
+        if kind == "batch_done":
+            self._host_done("rollout", self.batch_hosts)
+            seconds = ev.number(found.get("seconds"))
+            took = ev.seconds_text(seconds) if seconds is not None else "?"
+            return [f"{self._stamp()} batch {ev.batch_number(found)} done in {took} s"]
+        if kind == "build":
+            line = ev.build_line(found)
+            return [f"{self._stamp()} {line}"] if line else []
+        return []
 
     def _play_start(self, data: Mapping[str, Any]) -> list[str]:
         lines: list[str] = []
         uuid = data.get("play_uuid") or data.get("uuid")
-        if uuid is not None and uuid == self.play_uuid:
-            # The same play again: the next batch of a serial play; the last one is over.
-            self._host_done(self.stage, self.play_hosts)
-        elif self.stage is not None and self.play_hosts:
-            self._host_done(self.stage, self.play_hosts)
-        self.play_hosts = set()
+        # A new play, or the same play again (the next batch of a serial play): the hosts of
+        # the last one are done with the stage they worked in.
+        for host, stage in self.play_hosts.items():
+            self._host_done(stage, [host])
+        self.play_hosts = {}
         self.play_uuid = str(uuid) if uuid is not None else None
         self.play = str(data.get("play") or data.get("name") or "")
         return lines
-
-    def _debug(self, data: Mapping[str, Any]) -> list[str]:
-        res = data.get("res") or {}
-        msg = res.get("msg") if isinstance(res, Mapping) else None
-        first = msg[0] if isinstance(msg, list) and msg else msg
-        if not isinstance(first, str):
-            return []
-        first = " ".join(first.split())
-        start = BATCH_START.match(first)
-        if start:
-            self.batch = int(start.group(1))
-            self.batch_hosts = [h.strip() for h in start.group(2).split(",") if h.strip()]
-            return [f"{self._stamp()} batch {self.batch}: {', '.join(self.batch_hosts)}"]
-        done = BATCH_DONE.match(first)
-        if done:
-            self._host_done("rollout", self.batch_hosts)
-            return [f"{self._stamp()} batch {done.group(1)} done in {done.group(2)} s"]
-        if first.startswith("build: "):
-            return [f"{self._stamp()} {first}"]
-        return []
 
     def _stats(self, data: Mapping[str, Any]) -> list[str]:
         if self.stage is not None:

@@ -7,9 +7,9 @@ Pure functions, no I/O:
   ``damon_sysfs`` (layout, kdamonds, perf_effective with its perf_evidence,
   perf_failures, writes) in the
   configure and verify stages, the ``kernel_install_result`` and ``kernel_build_result``
-  facts, the phase-time debug messages (``build: N s``, ``batch N: hosts``,
-  ``batch N done in N s``, ``total N s; rollout and configuration N s``), failures and
-  the final ``playbook_on_stats``;
+  facts, the structured events of :mod:`damon_fleet.events` (stages, rollout phases,
+  batches, build and run times; never task names or messages), failures and the final
+  ``playbook_on_stats``;
 * :func:`build_report` joins them with the rollout records (``rollout_state``, format 1:
   kernel before/after, gate checks, seconds per phase, error) into one JSON document;
 * :func:`render_table`, :func:`render_markdown`, :func:`render_html` print it;
@@ -21,30 +21,24 @@ from __future__ import annotations
 import datetime
 import html
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ansible.module_utils.damon_evidence import describe as describe_perf
+from ansible.module_utils.rollout_state import PHASES
 
 from damon_fleet import bench as bench_mod
+from damon_fleet import events as ev
 from damon_fleet.progress import (
-    BATCH_DONE,
-    BATCH_START,
     RESULT_EVENTS,
     event_time,
     result_message,
-    rollout_phase,
     shorten,
-    stage_of,
 )
 
 FORMAT = 1
-PHASES = ("install", "reboot", "gate", "default", "fallback")
 OUTCOMES = ("done", "failed", "unreachable", "not_reached", "interrupted")
 BAD_OUTCOMES = ("failed", "unreachable", "not_reached", "interrupted")
-BUILD_TIME = re.compile(r"^build: ([0-9.]+) s\b")
-TOTAL_TIME = re.compile(r"^total ([0-9.]+) s; rollout and configuration ([0-9.]+) s$")
 TABLE_COLUMNS = (
     ("host", "host"),
     ("outcome", "outcome"),
@@ -81,17 +75,6 @@ def _action(data: Mapping[str, Any]) -> str:
     ``debug``)."""
     action = data.get("resolved_action") or data.get("task_action") or ""
     return str(action).rsplit(".", 1)[-1]
-
-
-def _first_message(res: Any) -> list[str]:
-    if not isinstance(res, Mapping):
-        return []
-    msg = res.get("msg")
-    if isinstance(msg, str):
-        return [" ".join(msg.split())]
-    if isinstance(msg, list):
-        return [" ".join(str(m).split()) for m in msg]
-    return []
 
 
 def _damon_result(res: Mapping[str, Any]) -> dict[str, Any]:
@@ -151,8 +134,34 @@ def _perf_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def task_stages(events: Sequence[Event]) -> dict[str, str | None]:
+    """The stage of each task (by ``task_uuid``): the stage the last ``stage`` event set
+    when the task started; a task emitting a ``stage`` event is in the stage it names."""
+    stages: dict[str, str | None] = {}
+    current: str | None = None
+    for event in events:
+        data = event.get("event_data")
+        if not isinstance(data, Mapping):
+            continue
+        uuid = data.get("task_uuid")
+        found = ev.marker(event)
+        if (
+            found is not None
+            and found["event"] == "stage"
+            and found.get("stage") in ev.KNOWN_STAGES
+        ):
+            current = str(found["stage"])
+            if isinstance(uuid, str):
+                stages[uuid] = current
+        elif isinstance(uuid, str) and uuid not in stages:
+            stages[uuid] = current
+    return stages
+
+
 def collect(events: Iterable[Event]) -> dict[str, Any]:
     """What the events of one run say, per host and for the run as a whole."""
+    events = list(events)
+    stage_of_task = task_stages(events)
     hosts: dict[str, dict[str, Any]] = {}
     run: dict[str, Any] = {
         "build": None,
@@ -177,9 +186,10 @@ def collect(events: Iterable[Event]) -> dict[str, Any]:
         data = event.get("event_data") or {}
         if not isinstance(data, Mapping):
             continue
+        task_stage = stage_of_task.get(str(data.get("task_uuid")), stage)
         if kind == "playbook_on_task_start":
             run["tasks_started"] += 1
-            stage = stage_of(data) or stage
+            stage = task_stage
             continue
         if kind == "playbook_on_stats":
             run["stats"] = {
@@ -191,7 +201,6 @@ def collect(events: Iterable[Event]) -> dict[str, Any]:
         host = data.get("host")
         if not isinstance(host, str) or not kind.startswith("runner_"):
             continue
-        task_stage = stage_of(data) or stage
         info = hosts.setdefault(
             host,
             {
@@ -205,14 +214,21 @@ def collect(events: Iterable[Event]) -> dict[str, Any]:
                 "stage_times": {},
                 "failures": [],
                 "last_task": None,
+                "phase": None,
             },
         )
+        if task_stage != "rollout":
+            info["phase"] = None
+        elif info["phase"] is None:
+            info["phase"] = "batch"
+        found = ev.marker(event)
+        if found is not None and found["event"] == "phase" and task_stage == "rollout":
+            info["phase"] = str(found.get("phase") or "") or None
+        elif found is not None:
+            _marker(found, run, batches)
+        phase = info["phase"] if task_stage == "rollout" else None
         if kind == "runner_on_start":
-            info["last_task"] = {
-                "stage": task_stage,
-                "phase": rollout_phase(data) if task_stage == "rollout" else None,
-                "task": data.get("task"),
-            }
+            info["last_task"] = {"stage": task_stage, "phase": phase, "task": data.get("task")}
         if task_stage is not None and stamp is not None:
             span = info["stage_times"].setdefault(task_stage, [stamp, stamp])
             span[0], span[1] = min(span[0], stamp), max(span[1], stamp)
@@ -226,7 +242,7 @@ def collect(events: Iterable[Event]) -> dict[str, Any]:
             info["failures"].append(
                 {
                     "stage": task_stage,
-                    "phase": rollout_phase(data) if task_stage == "rollout" else None,
+                    "phase": phase,
                     "task": data.get("task"),
                     "msg": result_message(res),
                     "unreachable": kind == "runner_on_unreachable",
@@ -268,41 +284,38 @@ def collect(events: Iterable[Event]) -> dict[str, Any]:
                     "inputs_hash": build.get("inputs_hash"),
                     "packages": [str(p).rsplit("/", 1)[-1] for p in build.get("packages") or []],
                 }
-        elif action == "debug" and kind == "runner_on_ok":
-            for line in _first_message(res)[:1]:
-                _debug_line(line, run, batches)
     run["batches"] = [batches[n] for n in sorted(batches)]
     run["first_event"], run["last_event"] = _iso(first), _iso(last)
     for info in hosts.values():
+        info.pop("phase")
         info["stage_seconds"] = {
             name: round(span[1] - span[0], 1) for name, span in info.pop("stage_times").items()
         }
     return {"hosts": hosts, "run": run}
 
 
-def _debug_line(line: str, run: dict[str, Any], batches: dict[int, dict[str, Any]]) -> None:
-    start = BATCH_START.match(line)
-    if start:
-        number = int(start.group(1))
-        batches.setdefault(number, {"batch": number, "hosts": [], "seconds": None})["hosts"] = [
-            h.strip() for h in start.group(2).split(",") if h.strip()
-        ]
-        return
-    done = BATCH_DONE.match(line)
-    if done:
-        number = int(done.group(1))
+def _marker(
+    found: Mapping[str, Any], run: dict[str, Any], batches: dict[int, dict[str, Any]]
+) -> None:
+    """Take a run-wide structured event (batches, build and run times) into *run*."""
+    kind = found["event"]
+    if kind in ("batch_start", "batch_done"):
+        number = ev.batch_number(found)
+        if number is None:
+            return
         entry = batches.setdefault(number, {"batch": number, "hosts": [], "seconds": None})
-        entry["seconds"] = float(done.group(2))
-        return
-    build = BUILD_TIME.match(line)
-    if build:
-        run["build_seconds"] = float(build.group(1))
-        run["build_message"] = line
-        return
-    total = TOTAL_TIME.match(line)
-    if total:
-        run["total_seconds"] = float(total.group(1))
-        run["rollout_seconds"] = float(total.group(2))
+        if kind == "batch_start":
+            entry["hosts"] = ev.batch_hosts(found)
+        else:
+            entry["seconds"] = ev.number(found.get("seconds"))
+    elif kind == "build":
+        line = ev.build_line(found)
+        if line is not None:
+            run["build_seconds"] = ev.number(found.get("seconds"))
+            run["build_message"] = line
+    elif kind == "timing":
+        run["total_seconds"] = ev.number(found.get("total_seconds"))
+        run["rollout_seconds"] = ev.number(found.get("rollout_seconds"))
 
 
 def damon_state(kdamonds: Sequence[Mapping[str, Any]] | None) -> str | None:

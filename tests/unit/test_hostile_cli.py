@@ -263,7 +263,7 @@ def test_status_lists_a_corrupt_report_and_exits_2(tmp_path, capsys, content, pr
     before = tree(tmp_path)
     assert main(["status", "--runs-dir", str(runs)]) == 2
     out, err = capsys.readouterr()
-    assert out.splitlines()[2].split()[:2] == ["localhost", "6.18.44-fc-v595"]  # the good run
+    assert out.splitlines()[2].split()[:2] == ["localhost", "6.18.44-fc-v857"]  # the good run
     assert "Traceback" not in err
     (line,) = err.splitlines()
     assert line.startswith(f"damon-fleet status: {bad / 'report.json'}") and problem in line

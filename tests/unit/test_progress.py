@@ -1,6 +1,7 @@
 """Progress from REAL runner events (tests/fixtures/runner-events, see their ``_captured``):
 localhost runs of detect/configure/verify, and a deploy on 3 lab VMs whose second batch
-(lab2) failed its gate and fell back.
+(lab2) failed its gate and fell back (captured before the playbooks emitted structured
+events: tests/unit/event_markers.py adds them where today's playbooks emit them).
 """
 
 from __future__ import annotations
@@ -8,20 +9,18 @@ from __future__ import annotations
 import json
 
 from conftest import FIXTURES
+from event_markers import marker_event, with_markers
 
-from damon_fleet.progress import (
-    Progress,
-    format_elapsed,
-    rollout_phase,
-    stage_of,
-)
+from damon_fleet.progress import Progress, format_elapsed
 
 EVENTS = FIXTURES / "runner-events"
-KI = "/work/main/roles/kernel_install/tasks"
 
 
 def events(name):
-    return json.loads((EVENTS / name).read_text())["events"]
+    """A captured stream; the lab deploy, captured before the structured events existed,
+    with them added where today's playbooks emit them (event_markers)."""
+    found = json.loads((EVENTS / name).read_text())["events"]
+    return with_markers(found) if name.startswith("lab-") else found
 
 
 def feed_all(progress, evs):
@@ -115,26 +114,41 @@ def test_units_count_hosts_per_host_stage_and_one_per_other_stage():
     assert progress.fraction() == 0.4
 
 
-def test_stage_and_phase_from_role_and_task_path():
-    assert stage_of({"role": "perf_detect", "task_path": "/x/playbooks/detect.yml:2"}) == "detect"
-    assert stage_of({"task_path": "/x/playbooks/verify.yml:30"}) == "verify"
-    assert stage_of({"task_path": "/x/roles/damon_perf/tasks/main.yml:5"}) == "configure"
-    assert stage_of({"task_path": "/x/deploy.yml:10"}) is None
-    assert rollout_phase({"task_path": f"{KI}/packages.yml:3", "role": "kernel_install"}) == (
-        "install"
+def test_stages_and_phases_come_from_the_structured_events_only():
+    progress = Progress(stages=("build", "rollout"), stage_hosts={"rollout": ["a"]})
+    stamp = "2026-11-26T20:00:00+00:00"
+
+    def task(host, name, action="ansible.builtin.command", path="/x/roles/kernel_install/x.yml"):
+        data = {"host": host, "task": name, "task_action": action, "task_path": path}
+        return [
+            {"event": "runner_on_start", "created": stamp, "event_data": data},
+            {"event": "runner_on_ok", "created": stamp, "event_data": {**data, "res": {}}},
+        ]
+
+    # Task names, files and roles that once meant a stage or phase mean nothing now.
+    lines = []
+    for event in task("a", "Gate the new kernel") + task(
+        "a", "batch 1: a", "ansible.builtin.debug", "/x/playbooks/rollout.yml:3"
+    ):
+        lines += progress.feed(event)
+    assert lines == [] and progress.stage is None and progress.batch is None
+    lines += progress.feed(marker_event("localhost", stamp, {"event": "stage", "stage": "rollout"}))
+    lines += progress.feed(
+        marker_event("a", stamp, {"event": "batch_start", "batch": 1, "hosts": ["a"]})
     )
-    assert rollout_phase({"task_path": f"{KI}/trial.yml:9", "task": "Reboot into"}) == "reboot"
-    assert rollout_phase({"task_path": f"{KI}/trial.yml:9", "task": "Gate the new kernel"}) == (
-        "gate"
-    )
-    assert (
-        rollout_phase({"task_path": f"{KI}/trial.yml:9", "task": "Make the new kernel the default"})
-        == "default"
-    )
-    assert rollout_phase(
-        {"task_path": "/x/playbooks/rollout.yml:60", "role": "kernel_install"}
-    ) == ("check")
-    assert rollout_phase({"task_path": "/x/playbooks/rollout.yml:60"}) == "batch"
+    lines += progress.feed(marker_event("a", stamp, {"event": "phase", "phase": "gate"}, True))
+    lines += progress.feed(marker_event("a", stamp, {"event": "phase", "phase": "gate"}, True))
+    for event in task("a", "anything"):
+        lines += progress.feed(event)
+    assert lines == ["[00:00] rollout", "[00:00] batch 1: a", "[00:00] a: gate"]
+    assert progress.bar(200).endswith("rollout batch 1 | a gate 00:00")
+    failed = {"host": "a", "task": "anything", "res": {"msg": "no"}}
+    assert progress.feed({"event": "runner_on_failed", "created": stamp, "event_data": failed}) == [
+        "[00:00] a FAILED in rollout/gate: anything: no"
+    ]
+    # an unknown stage or kind is no event
+    assert progress.feed(marker_event("a", stamp, {"event": "stage", "stage": "x"})) == []
+    assert progress.feed(marker_event("a", stamp, {"event": "nope"})) == []
 
 
 def test_format_elapsed():

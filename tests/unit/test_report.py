@@ -16,6 +16,7 @@ from unittest import mock
 import damon_sysfs
 from conftest import FIXTURES
 from damon_examples import EXAMPLE
+from event_markers import with_markers
 from fake_damon_sysfs import FakeDamonSysfs
 from module_harness import run_module
 
@@ -27,7 +28,10 @@ BEFORE = "6.12.117-lab-1b9cc979"
 
 
 def events(name):
-    return json.loads((EVENTS / name).read_text())["events"]
+    """A captured stream; the lab deploy, captured before the structured events existed,
+    with them added where today's playbooks emit them (event_markers)."""
+    found = json.loads((EVENTS / name).read_text())["events"]
+    return with_markers(found) if name.startswith("lab-") else found
 
 
 def records():
@@ -59,11 +63,11 @@ def test_detect_report_from_real_events():
     assert row["perf"]["source"] == "detected"
     assert row["perf"]["events"] == []
     assert "virtual machine" in row["perf"]["reason"]
-    assert row["perf"]["kernel_release"] == "6.18.44-fc-v595"
+    assert row["perf"]["kernel_release"] == "6.18.44-fc-v857"
     assert row["damon"] is None and row["kernel"] is None and row["failure"] is None
     assert 0.5 < row["stage_seconds"]["detect"] < 1.0
     assert rep["summary"]["done"] == ["localhost"]
-    assert rep["tasks_started"] == 5
+    assert rep["tasks_started"] == 6  # the stage event is a task
 
 
 def test_configure_check_report_keeps_damon_state_and_marks_check_mode():
@@ -77,10 +81,13 @@ def test_configure_check_report_keeps_damon_state_and_marks_check_mode():
     damon = row["damon"]
     assert damon["from"] == "configure" and damon["check_mode"] is True
     assert damon["state"] == "on"
-    assert damon["kdamonds"] == [{"index": 0, "state": "on", "pid": None}]
+    assert damon["kdamonds"] == [{"index": 0, "state": "on", "pid": 77}]
     assert damon["layout"] == "mainline"
-    assert row["perf_effective"] is False  # recorded before it had three values
-    assert "perf_evidence" not in row and "perf_evidence" not in row["damon"]
+    assert row["perf_effective"] == "no"
+    assert row["perf_evidence"]["reason"] == (
+        "no perf event configured (mainline layout); monitoring with accessed bits"
+    )
+    assert row["damon"]["perf_evidence"] == row["perf_evidence"]
     cells = report.cells(row)
     assert cells["damon"] == "on (1 kdamond) [check]"
     assert cells["perf_effective"] == "no"
@@ -206,7 +213,7 @@ def test_fleet_status_takes_the_newest_value_of_each_field():
         ["localhost"],
     )
     rows = {r["host"]: r for r in report.fleet_status([deploy, detect, configure_check], records())}
-    assert rows["localhost"]["kernel"] == "6.18.44-fc-v595"
+    assert rows["localhost"]["kernel"] == "6.18.44-fc-v857"
     assert rows["localhost"]["classification"] == "none"
     assert rows["localhost"]["damon"] is None  # a check-mode run is no sighting of DAMON
     assert rows["localhost"]["outcome"] == "done (configure)"
@@ -282,8 +289,6 @@ def test_a_failed_host_is_failed_not_unreachable():
 
 # --------------------------------------------------------------------------- perf_effective
 
-APPLY_TASK = "Apply the DAMON configuration and verify the perf-event access check"
-
 
 def damon_module_result(tmp_path, kdamond=EXAMPLE, **args):
     """What the damon_sysfs module returns on a host where the PEBS event (type 4) cannot
@@ -306,15 +311,17 @@ def damon_module_result(tmp_path, kdamond=EXAMPLE, **args):
 
 
 def configure_events_with(res):
-    """The REAL events of a configure run, its apply task answering ``res``."""
-    found = 0
+    """The REAL events of a configure run, its apply (the last damon_sysfs) answering
+    ``res``."""
     out = copy.deepcopy(events("localhost-configure-check.json"))
-    for event in out:
-        data = event.get("event_data") or {}
-        if event.get("event") == "runner_on_ok" and data.get("task") == APPLY_TASK:
-            data["res"] = res
-            found += 1
-    assert found == 1
+    calls = [
+        event["event_data"]
+        for event in out
+        if event.get("event") == "runner_on_ok"
+        and event["event_data"].get("task_action") == "damon_sysfs"
+    ]
+    assert len(calls) == 2  # validate, apply
+    calls[-1]["res"] = res
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES
+from event_markers import with_markers
 
 from damon_fleet import report
 
@@ -39,10 +40,22 @@ REFUSED = (
     "port 37989: Connection refused"
 )
 DETECT_TASK = "Detect the perf event DAMON should use"
+NO_EVENT_EVIDENCE = {
+    "reason": "no perf event configured (mainline layout); monitoring with accessed bits",
+    "failures": [],
+    "failure_count": 0,
+    "total_reports": [],
+    "window_s": None,
+    "stand_in": False,
+    "fallback": "accessed_bits",
+}
 
 
 def events(name: str) -> list[dict[str, Any]]:
-    return json.loads((EVENTS / name).read_text())["events"]
+    """A captured stream; the lab deploy, captured before the structured events existed,
+    with them added where today's playbooks emit them (event_markers)."""
+    found: list[dict[str, Any]] = json.loads((EVENTS / name).read_text())["events"]
+    return with_markers(found) if name.startswith("lab-") else found
 
 
 def records() -> list[dict[str, Any]]:
@@ -232,13 +245,13 @@ def test_the_whole_configure_check_report() -> None:
         check=True,
         status="successful",
     )
-    assert rep["build"] is None and rep["batches"] == [] and rep["tasks_started"] == 13
+    assert rep["build"] is None and rep["batches"] == [] and rep["tasks_started"] == 19
     assert rep["timing"] == {
         "build_seconds": None,
         "total_seconds": None,
         "rollout_seconds": None,
-        "first_event": "2026-11-26T16:03:57Z",
-        "last_event": "2026-11-26T16:03:59Z",
+        "first_event": "2026-11-30T23:57:02Z",
+        "last_event": "2026-11-30T23:57:04Z",
     }
     (row,) = rep["hosts"]
     assert row == {
@@ -252,15 +265,17 @@ def test_the_whole_configure_check_report() -> None:
             "from": "configure",
             "check_mode": True,
             "state": "on",
-            "kdamonds": [{"index": 0, "state": "on", "pid": None}],
+            "kdamonds": [{"index": 0, "state": "on", "pid": 77}],
             "layout": "mainline",
-            "perf_effective": False,
+            "perf_effective": "no",
             "perf_failures": [],
             "pending_writes": None,
+            "perf_evidence": NO_EVENT_EVIDENCE,
         },
-        "perf_effective": False,
+        "perf_effective": "no",
+        "perf_evidence": NO_EVENT_EVIDENCE,
         "phase_seconds": {},
-        "stage_seconds": {"configure": 1.4},
+        "stage_seconds": {"configure": 2.0},
         "error": None,
         "last_task": None,
     }
@@ -295,7 +310,7 @@ def test_the_whole_unreachable_report() -> None:
         "damon": None,
         "perf_effective": None,
         "phase_seconds": {},
-        "stage_seconds": {"detect": 2.3},
+        "stage_seconds": {"detect": 0.8},
         "error": None,
         "last_task": None,
     }
@@ -311,7 +326,7 @@ def test_the_whole_unreachable_report() -> None:
             "unreachable": True,
         },
         "perf": None,
-        "stage_seconds": {"detect": 1.2},
+        "stage_seconds": {"detect": 0.5},
     }
     assert rep["summary"] == {
         "done": ["localhost"],
@@ -333,9 +348,10 @@ def test_the_verify_failure_row() -> None:
         "state": "on",
         "kdamonds": row["damon"]["kdamonds"],
         "layout": row["damon"]["layout"],
-        "perf_effective": False,
+        "perf_effective": "no",
         "perf_failures": [],
         "pending_writes": 13,
+        "perf_evidence": NO_EVENT_EVIDENCE,
     }
     assert len(row["damon"]["kdamonds"]) == 1
     assert row["failure"]["stage"] == "verify" and row["failure"]["phase"] is None
@@ -356,17 +372,18 @@ def test_collect_keeps_what_damon_sysfs_returned(name: str, stage: str) -> None:
     info = report.collect(events(name))["hosts"]["localhost"]
     assert info[stage] == {
         "layout": "mainline",
-        "kdamonds": [{"index": 0, "state": "on", "pid": None}],
-        "perf_effective": False,
+        "kdamonds": [{"index": 0, "state": "on", "pid": 77}],
+        "perf_effective": "no",
         "perf_failures": [],
         "writes": 13,
         "warnings": [WARNING],
         "failed": False,
         "msg": None,
+        "perf_evidence": NO_EVENT_EVIDENCE,
     }
     other = "verify" if stage == "configure" else "configure"
     assert info[other] is None and info["damon_wanted"] is True
-    assert info["stage_seconds"] == {stage: 1.4 if stage == "configure" else 0.7}
+    assert info["stage_seconds"] == {stage: 2.0 if stage == "configure" else 0.7}
 
 
 def test_collect_of_the_failed_verify() -> None:
@@ -379,7 +396,7 @@ def test_collect_of_the_failed_verify() -> None:
         "task": task,
         "msg": failure["msg"],
         "unreachable": False,
-        "at": "2026-11-26T16:04:01Z",
+        "at": "2026-11-30T23:57:06Z",
     }
     assert failure["msg"].startswith("localhost: DAMON differs from the inventory: pending writes")
     assert {k: v for k, v in info.items() if k not in ("verify", "perf")} == {
@@ -523,6 +540,7 @@ def test_markdown_escapes_pipes_and_newlines_and_has_no_details_without_any() ->
     rep["run"]["id"] = None
     rep["run"]["command"] = None
     rep["hosts"][0]["damon"]["state"] = "a|b\nc"
+    del rep["hosts"][0]["perf_evidence"]  # its detail line is the only one
     text = report.render_markdown(rep)
     assert text.splitlines()[0] == "# damon-fleet  run"
     assert "| a\\|b c (1 kdamond) [check] |" in text
@@ -545,9 +563,9 @@ def test_the_unreachable_html_page() -> None:
         "1 done, 1 unreachable</li></ul>"
         f"<table><thead><tr>{head.replace('->', '-&gt;')}</tr></thead><tbody>"
         '<tr class="ok"><td>localhost</td><td>done</td><td>-</td><td>-</td><td>none</td>'
-        f"<td>-</td><td>{pe[0]}</td><td>detect 2.3s</td></tr>"
+        f"<td>-</td><td>{pe[0]}</td><td>detect 0.8s</td></tr>"
         '<tr class="bad"><td>gone1</td><td>UNREACHABLE</td><td>-</td><td>-</td><td>-</td>'
-        f"<td>-</td><td>{pe[1]}</td><td>detect 1.2s</td></tr>"
+        f"<td>-</td><td>{pe[1]}</td><td>detect 0.5s</td></tr>"
         "</tbody></table><h2>Details</h2><ul>"
         f"<li>localhost: no perf events: {NO_PERF.replace(chr(39), '&#x27;')}</li>"
         f"<li>gone1: unreachable in detect, task &#x27;{DETECT_TASK}&#x27;: "
@@ -557,6 +575,7 @@ def test_the_unreachable_html_page() -> None:
 
 def test_a_page_without_details_or_hosts() -> None:
     rep = configure_check_report()
+    del rep["hosts"][0]["perf_evidence"]  # its detail line is the only one
     page = report.render_html(rep)
     assert "<h2>Details</h2>" not in page
     assert page.endswith("</tbody></table></body></html>\n")
@@ -670,21 +689,22 @@ def test_headline_and_run_facts_of_a_changed_report() -> None:
     ]
 
 
-def test_debug_lines_the_playbooks_print() -> None:
+def test_the_run_wide_events_the_playbooks_emit() -> None:
     run: dict[str, Any] = {}
     batches: dict[int, dict[str, Any]] = {}
-    for line in (
-        "batch 2 done in 12.5 s",
-        "batch 3: lab3, lab4 ,",
-        "build: 8.8 s",
-        "total 301.2 s; rollout and configuration 250.4 s",
-        "total 1 s; rollout and configuration 2 s and more",
-        "something else",
+    for found in (
+        {"event": "batch_done", "batch": 2, "seconds": 12.5},
+        {"event": "batch_start", "batch": "3", "hosts": ["lab3", "lab4", " "]},
+        {"event": "batch_start", "batch": "three", "hosts": ["lab5"]},
+        {"event": "build", "seconds": "8.8", "result": "up_to_date", "kernel_release": "6.1"},
+        {"event": "build", "result": "built"},
+        {"event": "timing", "total_seconds": 301.2, "rollout_seconds": "250.4"},
+        {"event": "phase", "phase": "gate"},
     ):
-        report._debug_line(line, run, batches)
+        report._marker(found, run, batches)
     assert run == {
         "build_seconds": 8.8,
-        "build_message": "build: 8.8 s",
+        "build_message": "build: 8.8 s (up to date, skipped 6.1)",
         "total_seconds": 301.2,
         "rollout_seconds": 250.4,
     }
@@ -777,15 +797,16 @@ def test_fleet_status_rows_and_renderings() -> None:
             "host": "localhost",
             "kernel": "6.18.44-fc-v857",
             "damon": "on",
-            "perf_effective": False,
+            "perf_effective": "no",
             "classification": "none",
             "rollout": None,
             "seen": "2026-11-30T20:34:03Z",
             "outcome": "done (detect)",
+            "perf_evidence": NO_EVENT_EVIDENCE,
         },
     ]
     markdown = report.render_status(rows, "markdown").splitlines()
-    # perf_effective's display is its own contract (test_report.py): here only that False
+    # perf_effective's display is its own contract (test_report.py): here only that "no"
     # and None (localhost, gone1) show differently; every other cell exactly
     pe = [line.split(" | ")[3] for line in markdown[2:]]
     assert pe[4] != pe[0] and pe[0] == pe[1] == pe[2] == pe[3]
