@@ -121,3 +121,11 @@ def format_reboots(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         if row.get("boot_method_reason"):
             lines.append(f"  {row['host']}: kexec not used: {row['boot_method_reason']}")
     return lines
+
+
+def reboot_lines(report: Mapping[str, Any]) -> list[str]:
+    """:func:`format_reboots` of a report's ``reboots`` (none when it has no usable one)."""
+    rows = report.get("reboots")
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) and "host" in r for r in rows):
+        return []
+    return format_reboots(rows)

@@ -45,7 +45,7 @@ import yaml
 from damon_fleet import report as report_mod
 from damon_fleet._paths import REPO_ROOT, runner_envvars
 from damon_fleet.progress import COMMAND_STAGES, Progress, shorten
-from damon_fleet.report_rollback import format_reboots, reboot_rows
+from damon_fleet.report_rollback import reboot_lines, reboot_rows
 from damon_fleet.signals import StopSignals, signal_name
 from damon_fleet.signals import exit_code as signal_exit_code
 
@@ -554,7 +554,7 @@ def make_report(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> 
 
 def write_report(run_dir: Path, report: Mapping[str, Any]) -> None:
     write_private(run_dir / "report.json", report_mod.render_json(report))
-    write_private(run_dir / "report.md", report_mod.render_markdown(report))
+    write_private(run_dir / "report.md", render(report, "markdown"))
     write_private(run_dir / "report.html", report_mod.render_html(report))
 
 
@@ -994,9 +994,7 @@ def _run_and_report(
     report["run"]["exit_code"] = code
     write_json(run_dir / "run.json", run)
     write_report(run_dir, report)
-    sys.stdout.write(report_mod.render_table(report))
-    for line in format_reboots(report.get("reboots") or []):
-        print(line)
+    sys.stdout.write(render(report, "table"))
     print(f"report: {run_dir / 'report.md'} (json, html beside it)", file=sys.stderr)
     for line in lines:
         print(line, file=sys.stderr)
@@ -1022,11 +1020,13 @@ def _run_and_report(
 def render(report: Mapping[str, Any], fmt: str) -> str:
     if fmt == "json":
         return report_mod.render_json(report)
+    reboots = reboot_lines(report)
     if fmt == "markdown":
-        return report_mod.render_markdown(report)
+        text = report_mod.render_markdown(report)
+        return text + ("\n" + "".join(f"    {line}\n" for line in reboots) if reboots else "")
     if fmt == "html":
         return report_mod.render_html(report)
-    return report_mod.render_table(report)
+    return report_mod.render_table(report) + "".join(f"{line}\n" for line in reboots)
 
 
 class BadRun(ValueError):

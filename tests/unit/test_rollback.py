@@ -280,3 +280,31 @@ def test_rollback_help_lists_the_options():
     assert proc.returncode == 0, proc.stderr
     for option in ("--to RELEASE", "--keep-damon", "--remove-packages", "--limit LIMIT"):
         assert option in proc.stdout
+
+
+def test_the_report_renderings_carry_the_reboot_table():
+    from damon_fleet import run_cli
+
+    records = [rolled_back(rolled_out())]
+    run = {
+        "format": 1,
+        "command": "rollback",
+        "id": "20270115T080000Z",
+        "inventory": "/inv.yml",
+        "hosts": ["lab1"],
+        "status": "successful",
+        "started": "2027-01-15T08:00:00Z",
+        "finished": "2027-01-15T08:05:00Z",
+    }
+    report = run_cli.report_mod.build_report(run, [], records, ["lab1"])
+    report["reboots"] = reboot_rows(records)
+    table = [
+        "reboots (seconds until the host answered again):",
+        "  host  trial boot  firmware reboot  kexec reboot  record",
+        "  lab1  kexec       38.0s            12.0s         rolled_back",
+    ]
+    assert run_cli.render(report, "table").splitlines()[-3:] == table
+    markdown = run_cli.render(report, "markdown")
+    assert markdown.endswith("\n\n" + "".join(f"    {line}\n" for line in table))
+    del report["reboots"]
+    assert "reboots" not in run_cli.render(report, "table")
