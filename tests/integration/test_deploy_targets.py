@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
+
 
 VENV_BIN = os.path.dirname(sys.executable)
 LOCALHOST = """\

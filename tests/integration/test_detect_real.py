@@ -11,9 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
+
 
 DEVICES = Path("/sys/bus/event_source/devices")
 
@@ -33,10 +35,20 @@ def expected_facility(devices: Path = DEVICES) -> str:
 
 EXPECTED = expected_facility()
 VENV_BIN = os.path.dirname(sys.executable)
-ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+# The default inventory without a lab fleet, whatever the checkout's own lab does: this
+# machine as localhost (the lab_fleet inventory plugin over a state directory that does
+# not exist).
+NO_LAB = Path(tempfile.gettempdir()) / "damon-fleet-tests-no-lab"
+ENV = {
+    **os.environ,
+    "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+    "ANSIBLE_NOCOLOR": "1",
+    "DAMON_FLEET_LAB_STATE": str(NO_LAB),
+}
 
 
 def test_perf_is_installed() -> None:
+    assert not NO_LAB.exists()
     # .ci/bootstrap installs the distribution's perf package; the test below needs it.
     assert shutil.which("perf"), "perf missing: run .ci/bootstrap"
 
