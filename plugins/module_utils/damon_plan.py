@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ansible.module_utils.damon_kernel_facts import default_value as kernel_default_value
 from ansible.module_utils.damon_spec import (
+    LAYOUTS,
     DamonSpec,
     KdamondSpec,
     PerfEvent,
@@ -29,7 +30,7 @@ from ansible.module_utils.damon_spec import (
 
 ADMIN_ROOT = "/sys/kernel/mm/damon/admin"
 
-LAYOUTS = ("rfc-v3", "rfc-v1", "successor", "mainline")
+# LAYOUTS (damon_spec): the layouts planned for here, one directory table each.
 
 # Where each layout keeps the perf_events directory, relative to a context dir.
 PERF_EVENTS_DIRS: dict[str, str | None] = {

@@ -849,7 +849,10 @@ def _resolve_target(target: Target, resolver: Resolver) -> Target:
 
 # --------------------------------------------------------------------------- files
 
-LAYOUT_CHOICES = ("auto", "rfc-v3", "rfc-v1", "successor", "mainline")
+# The DAMON sysfs layouts (docs/damon-perf-abi.md), defined here once: damon_plan plans for
+# each, damon_sysfs and the damon_perf role offer them (tests/unit/test_contracts.py).
+LAYOUTS = ("rfc-v3", "rfc-v1", "successor", "mainline")
+LAYOUT_CHOICES = ("auto", *LAYOUTS)
 MAX_SETTLE_TIME = 600.0
 
 

@@ -328,7 +328,12 @@ from ansible.module_utils.damon_apply import (
     running_release,
 )
 from ansible.module_utils.damon_plan import LayoutError, PlanError
-from ansible.module_utils.damon_spec import SpecError, check_boot_unit, parse_spec
+from ansible.module_utils.damon_spec import (
+    LAYOUT_CHOICES,
+    SpecError,
+    check_boot_unit,
+    parse_spec,
+)
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "kdamonds": {"type": "list", "elements": "dict", "required": True},
@@ -341,7 +346,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     },
     "layout": {
         "type": "str",
-        "choices": ["auto", "rfc-v3", "rfc-v1", "successor", "mainline"],
+        "choices": list(LAYOUT_CHOICES),  # damon_plan.LAYOUTS and auto
         "default": "auto",
     },
     "fallback_policy": {

@@ -62,7 +62,6 @@ DEFAULT_RUNS_DIR = REPO_ROOT / ".damon-fleet" / "runs"
 DEFAULT_STATE_DIR = REPO_ROOT / ".damon-fleet" / "state"
 RUNS_DIR_ENV = "DAMON_FLEET_RUNS_DIR"
 STATE_DIR_ENV = "DAMON_FLEET_STATE_DIR"
-DEFAULT_ROLLOUT_HOSTS = "all:!localhost:!builder"
 ARTIFACT_IDENT = "ansible"
 RUN_FORMAT = 1
 EXIT_OK = 0
@@ -375,13 +374,17 @@ class InventoryInfo:
 
 
 def read_inventory(
-    inventory: Path, limit: str | None, rollout_hosts: str = DEFAULT_ROLLOUT_HOSTS
+    inventory: Path, limit: str | None, extravars: Mapping[str, Any] | None = None
 ) -> InventoryInfo:
     """Parse *inventory* with Ansible's own InventoryManager and apply *limit*; a source
     Ansible cannot parse, an inventory without hosts or a limit pattern matching no host is
-    :class:`BadInput` (the run would do nothing useful)."""
+    :class:`BadInput` (the run would do nothing useful). The rollout's hosts are what
+    Ansible resolves from playbooks/vars/contracts.yml with *extravars*
+    (:func:`damon_fleet.targets.rollout_hosts`), in batch order."""
     from ansible.inventory.manager import InventoryManager, split_host_pattern
     from ansible.parsing.dataloader import DataLoader
+
+    from damon_fleet.targets import TargetsError, rollout_hosts
 
     if not inventory.exists():
         raise BadInput(f"inventory {inventory} does not exist")
@@ -389,7 +392,8 @@ def read_inventory(
         raise BadInput(f"inventory {inventory} is not readable")
     noise = io.StringIO()
     with contextlib.redirect_stderr(noise), contextlib.redirect_stdout(noise):
-        manager = InventoryManager(DataLoader(), sources=[])
+        loader = DataLoader()
+        manager = InventoryManager(loader, sources=[])
         parsed = manager.parse_source(str(inventory))
         manager.reconcile_inventory()
         if not parsed:
@@ -416,7 +420,10 @@ def read_inventory(
         hosts = [h.name for h in manager.list_hosts("all")]
         if not hosts:
             raise BadInput(f"--limit {limit} leaves no host of {inventory}")
-        rollout = [h.name for h in manager.list_hosts(rollout_hosts)]
+        try:
+            rollout = [h for h in rollout_hosts(manager, loader, extravars or {}) if h in hosts]
+        except TargetsError as exc:
+            raise BadInput(f"-e rollout_hosts / rollout_canary_group: {exc}") from exc
         local = [
             h.name
             for h in manager.list_hosts("all")
@@ -884,8 +891,7 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     state_dir = Path(state_value).expanduser()
     state_dir = state_dir if state_dir.is_absolute() else cwd / state_dir
     extravars["rollout_state_dir"] = str(state_dir.resolve())
-    rollout_hosts = extravars.get("rollout_hosts") or DEFAULT_ROLLOUT_HOSTS
-    info = read_inventory(inventory, limit, str(rollout_hosts))
+    info = read_inventory(inventory, limit, extravars)
     check_ansible_temp(bool(info.local_hosts))
     check_runs_dir(runs_dir, create=True)
     stored, redacted = redact(extravars)
