@@ -19,7 +19,9 @@ description:
     C(--eval)) or a series name that leaves C(kernel-patches/) never reaches a command.
   - Changes nothing.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -78,7 +80,7 @@ options:
         folder name.
     type: raw
 seealso:
-  - module: kernel_series_check
+  - module: damon_fleet.fleet.kernel_series_check
 """
 
 EXAMPLES = r"""

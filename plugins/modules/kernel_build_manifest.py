@@ -21,7 +21,9 @@ description:
   - With O(state=present), after a build, hashes the C(.config) and every package matching
     O(package_patterns) in the build directory and writes C(manifest.json) (atomically).
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -89,8 +91,8 @@ options:
     type: dict
     default: {}
 seealso:
-  - module: kernel_series_check
-  - module: kernel_config_check
+  - module: damon_fleet.fleet.kernel_series_check
+  - module: damon_fleet.fleet.kernel_config_check
 """
 
 EXAMPLES = r"""

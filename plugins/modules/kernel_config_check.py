@@ -17,7 +17,9 @@ description:
     instead (C(n), C(m), C(unset), ...).
   - Changes nothing.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

@@ -24,7 +24,9 @@ description:
     line matching O(log_patterns) (oops, BUG, WARNING, panic) other than O(log_ignore).
   - C(command:<name>) - each of O(commands) exits with its expected status.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -71,7 +73,7 @@ options:
     elements: dict
     default: []
 seealso:
-  - module: kernel_install_grub
+  - module: damon_fleet.fleet.kernel_install_grub
 """
 
 EXAMPLES = r"""

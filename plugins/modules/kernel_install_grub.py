@@ -26,7 +26,9 @@ description:
   - V(clean) removes O(trial_script) (regenerating C(grub.cfg)) and a pending
     C(next_entry) naming the trial entry.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -84,7 +86,7 @@ options:
     type: list
     elements: str
 seealso:
-  - module: kernel_install_gate
+  - module: damon_fleet.fleet.kernel_install_gate
 """
 
 EXAMPLES = r"""

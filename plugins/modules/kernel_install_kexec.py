@@ -16,7 +16,7 @@ description:
     disabled (C(/proc/sys/kernel/kexec_load_disabled)), kernel lockdown (Secure Boot)
     forbids C(kexec_load), or the C(kexec) program (kexec-tools) is not installed.
   - V(load) loads the kernel, initrd and command line of the trial entry
-    (C(damon-fleet-trial), written by M(kernel_install_grub) with C(panic=N)) with
+    (C(damon-fleet-trial), written by M(damon_fleet.fleet.kernel_install_grub) with C(panic=N)) with
     C(kexec -l), so C(systemctl kexec) starts it without the firmware. GRUB's saved
     default is not touched - a trial kernel that panics reboots through the firmware into
     it.
@@ -25,7 +25,9 @@ description:
   - Every value reaches C(kexec) as its own argv element, options before C(--) and the
     kernel; paths and kernel arguments are checked first.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -45,7 +47,7 @@ options:
     type: path
     default: /boot/grub/grub.cfg
 seealso:
-  - module: kernel_install_grub
+  - module: damon_fleet.fleet.kernel_install_grub
 """
 
 EXAMPLES = r"""

@@ -16,9 +16,11 @@ description:
     order, nothing is applied.
   - When a patch does not apply, the C(git am) session is aborted (the tree is left as it
     was) and the module fails with the subject of the patch and the conflicting files.
-  - Verify the mbox first (M(kernel_series_check)); this module does not check pins.
+  - Verify the mbox first (M(damon_fleet.fleet.kernel_series_check)); this module does not check pins.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -58,7 +60,7 @@ options:
     type: str
     default: damon-fleet@localhost
 seealso:
-  - module: kernel_series_check
+  - module: damon_fleet.fleet.kernel_series_check
 """
 
 EXAMPLES = r"""

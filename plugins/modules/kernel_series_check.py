@@ -25,7 +25,9 @@ description:
     C(git patch-id) differs is named by its subject.
   - Changes nothing.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -65,8 +67,8 @@ options:
 notes:
   - Relative paths in the manifest are relative to the series folder.
 seealso:
-  - module: kernel_series_apply
-  - module: kernel_build_manifest
+  - module: damon_fleet.fleet.kernel_series_apply
+  - module: damon_fleet.fleet.kernel_build_manifest
 """
 
 EXAMPLES = r"""

@@ -19,7 +19,9 @@ description:
     probe machine is always killed.
   - V(kvm) and V(tcg) are returned as given, without probing.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

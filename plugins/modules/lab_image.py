@@ -22,7 +22,9 @@ description:
     adds the sha256 of every kernel package. No loop device or mount is used.
   - Nothing is done when the cached result exists. Needs root (debootstrap, chroot).
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

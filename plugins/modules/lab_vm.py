@@ -23,7 +23,9 @@ description:
     V(absent) also removes the VM's directory.
   - V(query) only reports.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

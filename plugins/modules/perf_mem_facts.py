@@ -64,6 +64,9 @@ options:
       - Root of the procfs tree to read C(cpuinfo) and the perf sysctls from (for testing).
     type: path
     default: /proc
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 attributes:
   check_mode:
     support: full
@@ -81,7 +84,7 @@ seealso:
     description: The perf mem command.
     link: https://man7.org/linux/man-pages/man1/perf-mem.1.html
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
 """
 
 EXAMPLES = r"""

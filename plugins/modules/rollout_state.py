@@ -22,7 +22,7 @@ description:
     write hold an C(fcntl) lock of the host's record (C(.<host>.lock) in O(state_dir)), so
     concurrent updates are never lost; the write is atomic (a temporary file, fsync,
     rename). Records are written mode 0600; a missing O(state_dir) is created mode 0700.
-    A new O(values.inputs_hash) starts a new record (the old one is kept under
+    A new C(inputs_hash) in O(values) starts a new record (the old one is kept under
     C(previous)).
   - With O(state=query), returns the record of O(host) (null when none) and whether it says
     the host finished the rollout of O(inputs_hash) / O(kernel_release).
@@ -39,7 +39,9 @@ description:
     C(damon-fleet status) and C(damon-fleet report) read the records the same way
     (C(rollout_state.scan)), list the bad ones separately with their problem, and exit 1.
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -98,7 +100,7 @@ options:
       - With O(state=query), the release to compare with.
     type: str
 seealso:
-  - module: kernel_install_gate
+  - module: damon_fleet.fleet.kernel_install_gate
 """
 
 EXAMPLES = r"""
