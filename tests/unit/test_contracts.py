@@ -72,6 +72,8 @@ def markers() -> list[tuple[Path, dict[str, Any]]]:
 
 def test_every_emitted_event_is_one_the_cli_reads() -> None:
     found = markers()
+    keys = [(path, tuple(sorted(marker.items()))) for path, marker in found]
+    assert sorted({k for k in keys if keys.count(k) > 1}) == []  # each is emitted once
     kinds = {m["event"] for _, m in found}
     assert kinds == set(ev.KINDS)
     for path, marker in found:
