@@ -42,8 +42,8 @@ UNIT = "damon-fleet-apply.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT}"
 WORKLOAD = "damon-lab-workload.service"
 
-APPLY_TASK = "Apply the DAMON configuration and verify the perf-event access check"
-VALIDATE_TASK = "Validate the DAMON configuration against this host (changes nothing)"
+APPLY_TASK = "Run damon_sysfs to apply"  # roles/damon_perf/tasks/sysfs.yml
+VALIDATE_TASK = "Run damon_sysfs to validate"
 REAPPLY_HANDLER = "Re-apply the DAMON configuration through the boot-time unit"
 
 # A long-running target with some touched memory, started by systemd (MainPID).

@@ -27,7 +27,7 @@ from damon_fleet.labvm import LabVm
 pytestmark = pytest.mark.vm
 
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "damon_perf.yml"
-APPLY_TASK = "Apply the DAMON configuration and verify the perf-event access check"
+APPLY_TASK = "Run damon_sysfs to apply"  # roles/damon_perf/tasks/sysfs.yml
 SOFTWARE_EVENT = {"type": 1, "config": 0, "sample_freq": 100}
 PEBS_EVENT = {"type": "0x4", "config": "0x1cd", "config1": "0x1f", "sample_freq": 100}
 
