@@ -25,6 +25,8 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: O(state=present) reports whether the manifest would change and writes nothing.

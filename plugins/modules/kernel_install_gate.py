@@ -28,6 +28,8 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Runs the same read-only checks (the layout probe is skipped when it would have

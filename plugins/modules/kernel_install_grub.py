@@ -30,6 +30,8 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reports what would change; runs no GRUB tool that writes.

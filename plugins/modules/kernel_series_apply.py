@@ -22,6 +22,8 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reports whether the series would be applied; applies nothing.

@@ -23,6 +23,8 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: The probe changes nothing, so it runs in check mode too.
