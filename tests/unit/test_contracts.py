@@ -97,6 +97,7 @@ def test_the_target_pattern_builder_and_state_dir_are_defined_once() -> None:
         ROOT / "playbooks" / "report.yml",
         ROOT / "playbooks" / "rollback.yml",
         ROOT / "playbooks" / "benchmark.yml",
+        ROOT / "playbooks" / "build.yml",
         *(ROOT / "src" / "damon_fleet").glob("*.py"),
     ):
         text = path.read_text()
@@ -143,3 +144,12 @@ def test_the_cli_takes_the_rollout_hosts_from_ansible(
     assert info.stage_hosts["rollout"] == rollout
     assert "build1" not in info.stage_hosts["rollout"]
     assert ("build1" in info.hosts) is (limit is None)
+
+
+def test_the_example_fleet_starts_with_its_canary_group() -> None:
+    info = run_cli.read_inventory(ROOT / "inventories" / "example" / "hosts.yml", None, {})
+    assert info.stage_hosts["rollout"] == [
+        "db-01.example.com",
+        "db-02.example.com",
+        "db-03.example.com",
+    ]
