@@ -13,9 +13,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from damon_fleet._paths import REPO_ROOT
+from damon_fleet._paths import CONTENT_ROOT
 
-CONTRACTS = REPO_ROOT / "playbooks" / "vars" / "contracts.yml"
+CONTRACTS = CONTENT_ROOT / "playbooks" / "vars" / "contracts.yml"
 
 
 class TargetsError(ValueError):
