@@ -78,7 +78,7 @@ options:
     default: /etc/grub.d/42_damon_fleet_trial
   tool_prefix:
     description:
-      - Prefix of the GRUB tools - V(grub) (Debian) or V(grub2) (Fedora, RHEL, SUSE).
+      - Prefix of the GRUB tools - V(grub) (Debian) or V(grub2) (Fedora, RHEL).
     type: str
     default: grub
   mkconfig:
