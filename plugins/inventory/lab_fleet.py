@@ -97,9 +97,11 @@ class InventoryModule(BaseFileInventoryPlugin):  # type: ignore[misc]
         if os.path.isfile(hosts_file):
             # By its short name too: outside ansible's own commands (ansible-runner, tests)
             # the collection loader that resolves ansible.builtin.* may not be installed.
-            yaml_plugin = inventory_loader.get("ansible.builtin.yaml") or inventory_loader.get(
-                "yaml"
-            )
+            try:
+                yaml_plugin = inventory_loader.get("ansible.builtin.yaml")
+            except ImportError:  # no collection loader in this process
+                yaml_plugin = None
+            yaml_plugin = yaml_plugin or inventory_loader.get("yaml")
             if yaml_plugin is None:  # pragma: no cover - part of ansible-core
                 raise AnsibleParserError("lab_fleet: the ansible.builtin.yaml plugin is missing")
             try:

@@ -71,6 +71,16 @@ def register_module_utils() -> None:
         ansible.module_utils.__path__.append(path)
 
 
+def register_inventory_plugins() -> None:
+    """Make the collection's inventory plugins (``lab_fleet``, the default inventory's)
+    loadable by their short names in this process, as ansible.cfg's ``inventory_plugins``
+    does for ansible-playbook. Imports Ansible's plugin loader: call it where an inventory
+    is parsed, not at import time."""
+    from ansible.plugins.loader import inventory_loader
+
+    inventory_loader.add_directory(str(PLUGINS / "inventory"))
+
+
 def runner_envvars() -> dict[str, str]:
     """Environment of an ansible-runner run: the content's ansible.cfg, the lab state
     directory the lab inventory plugin and the lab_fleet role read, and PATH with the

@@ -384,8 +384,10 @@ def read_inventory(
     from ansible.inventory.manager import InventoryManager, split_host_pattern
     from ansible.parsing.dataloader import DataLoader
 
+    from damon_fleet._paths import register_inventory_plugins
     from damon_fleet.targets import TargetsError, rollout_hosts
 
+    register_inventory_plugins()
     if not inventory.exists():
         raise BadInput(f"inventory {inventory} does not exist")
     if not os.access(inventory, os.R_OK):

@@ -133,3 +133,16 @@ def test_a_broken_fleet_file_names_itself(tmp_path):
         f"lab_fleet: {state / 'hosts.yml'} (written by the lab_fleet role) is not a YAML "
         "inventory: "
     )
+
+
+def test_the_cli_reads_the_default_inventory_in_process(tmp_path, monkeypatch):
+    """damon-fleet parses the default inventory with Ansible's InventoryManager in its own
+    process (no ansible.cfg needed): before `lab up` it is localhost, after it the lab."""
+    from damon_fleet import run_cli
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("DAMON_FLEET_LAB_STATE", str(state))
+    assert run_cli.read_inventory(DEFAULT_SOURCE, None).hosts == ["localhost"]
+    state.mkdir()
+    (state / "hosts.yml").write_text(render_role_inventory([{"name": "lab1", "ssh_port": 2222}]))
+    assert run_cli.read_inventory(DEFAULT_SOURCE, None).hosts == ["lab1"]
