@@ -5,9 +5,12 @@ perf_events directory, so ``damon_perf_no_event_policy: accessed_bit``) in the Q
 VM.  The role runs through ``ansible-playbook`` with tests/vm/playbooks/damon_perf.yml;
 every task result is collected as JSON by tests/vm/callback_plugins/damon_results.py.
 
-The tests run in file order on one guest and build on each other's state:
-apply -> re-apply -> check mode -> commit while running -> boot-time applier (and a
-reboot) -> bad input -> absent -> guest apply timings.
+The tests share one guest and, in file order, follow a role's life: apply -> re-apply ->
+check mode -> commit while running -> boot-time applier (and a reboot) -> bad input ->
+absent -> guest apply timings. Each test first brings the guest to the state it starts
+from (:func:`reset_guest`: no kdamond, nothing installed; :func:`ensure_applied`: the
+role applied with given intervals), so any test runs alone or in any order; in file
+order those are checks that find the state already there and change nothing.
 """
 
 from __future__ import annotations
@@ -212,6 +215,41 @@ def load_bench() -> Any:
     return module
 
 
+def reset_guest(vm: LabVm) -> None:
+    """The guest as booted: every kdamond off and removed, the role's files and unit gone
+    (the workload service keeps running)."""
+    vm.ssh(
+        f"systemctl disable --now {UNIT}; "
+        f"rm -rf {UNIT_PATH} {CONFIG_DIR} {APPLIER} {LIB_DIR}; "
+        "systemctl daemon-reload; systemctl reset-failed; "
+        f"K={ADMIN}/kdamonds; for s in $K/*/state; do "
+        '[ "$(cat $s)" = on ] && echo off > $s; done; echo 0 > $K/nr_kdamonds',
+        check=False,
+    )
+    assert dump(vm)["nr_kdamonds"] == 0
+
+
+def ensure_applied(
+    vm: LabVm,
+    run_role: Callable[..., RoleRun],
+    intervals: dict[str, Any],
+    intervals_us: dict[str, int],
+) -> None:
+    """The role applied with *intervals*: both kdamonds running them, the config, applier
+    and unit installed. Runs the role only when the guest is not there already."""
+    try:
+        assert_running(dump(vm), intervals_us, main_pid(vm))
+        vm.ssh(f"test -f {CONFIG} -a -x {APPLIER} -a -f {UNIT_PATH}")
+        config = json.loads(vm.ssh(f"grep -v '^#' {CONFIG}").stdout)
+        assert config["damon_perf_kdamonds"] == kdamonds(intervals)
+        return
+    except (AssertionError, subprocess.CalledProcessError, ValueError, KeyError):
+        pass
+    run = run_role(role_vars(damon_perf_kdamonds=kdamonds(intervals)))
+    assert run.rc == 0, run.output()
+    assert_running(dump(vm), intervals_us, main_pid(vm))
+
+
 # --------------------------------------------------------------------------- tests
 
 
@@ -238,6 +276,7 @@ def workload(lab_vm: LabVm) -> Iterator[int]:
 
 
 def test_01_role_starts_paddr_and_vaddr_kdamonds(lab_vm: LabVm, run_role) -> None:
+    reset_guest(lab_vm)
     before = dump(lab_vm)
     assert before["nr_kdamonds"] == 0, "the guest should start without kdamonds"
     run = run_role(role_vars(), "--diff")
@@ -289,6 +328,7 @@ def test_01_role_starts_paddr_and_vaddr_kdamonds(lab_vm: LabVm, run_role) -> Non
 
 
 def test_02_rerun_changes_nothing(lab_vm: LabVm, run_role) -> None:
+    ensure_applied(lab_vm, run_role, INTERVALS, INTERVALS_US)
     before = dump(lab_vm)
     run = run_role(role_vars())
     assert run.rc == 0, run.output()
@@ -301,6 +341,7 @@ def test_02_rerun_changes_nothing(lab_vm: LabVm, run_role) -> None:
 
 
 def test_03_check_mode_reports_diff_and_changes_nothing(lab_vm: LabVm, run_role) -> None:
+    ensure_applied(lab_vm, run_role, INTERVALS, INTERVALS_US)
     before = dump(lab_vm)
     digest = files_digest(lab_vm)
     run = run_role(role_vars(damon_perf_kdamonds=kdamonds(INTERVALS_2)), "--check", "--diff")
@@ -329,6 +370,7 @@ def test_03_check_mode_reports_diff_and_changes_nothing(lab_vm: LabVm, run_role)
 
 
 def test_04_interval_change_goes_through_commit(lab_vm: LabVm, run_role) -> None:
+    ensure_applied(lab_vm, run_role, INTERVALS, INTERVALS_US)
     before = dump(lab_vm)
     run = run_role(role_vars(damon_perf_kdamonds=kdamonds(INTERVALS_2)))
     assert run.rc == 0, run.output()
@@ -350,7 +392,8 @@ def test_04_interval_change_goes_through_commit(lab_vm: LabVm, run_role) -> None
     assert pids(dump(lab_vm)) == pids(before)
 
 
-def test_05_boot_time_applier_turns_damon_back_on(lab_vm: LabVm) -> None:
+def test_05_boot_time_applier_turns_damon_back_on(lab_vm: LabVm, run_role) -> None:
+    ensure_applied(lab_vm, run_role, INTERVALS_2, INTERVALS_2_US)
     lab_vm.ssh(f"echo off > {ADMIN}/kdamonds/0/state && echo off > {ADMIN}/kdamonds/1/state")
     off = dump(lab_vm)
     assert [k["state"] for k in off["kdamonds"]] == ["off", "off"]
@@ -371,7 +414,8 @@ def test_05_boot_time_applier_turns_damon_back_on(lab_vm: LabVm) -> None:
     assert again["changed"] is False and again["writes"] == [], again
 
 
-def test_05b_unit_follows_a_restart_of_the_monitored_service(lab_vm: LabVm) -> None:
+def test_05b_unit_follows_a_restart_of_the_monitored_service(lab_vm: LabVm, run_role) -> None:
+    ensure_applied(lab_vm, run_role, INTERVALS_2, INTERVALS_2_US)
     old = main_pid(lab_vm)
     lab_vm.ssh(f"systemctl restart {WORKLOAD}")
     new = main_pid(lab_vm)
@@ -386,7 +430,8 @@ def test_05b_unit_follows_a_restart_of_the_monitored_service(lab_vm: LabVm) -> N
     assert lab_vm.ssh(f"systemctl show -p ExecMainStatus --value {UNIT}").stdout.strip() == "0"
 
 
-def test_06_unit_reapplies_at_boot(lab_vm: LabVm) -> None:
+def test_06_unit_reapplies_at_boot(lab_vm: LabVm, run_role) -> None:
+    ensure_applied(lab_vm, run_role, INTERVALS_2, INTERVALS_2_US)
     boot_id = lab_vm.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
     lab_vm.ssh("systemctl reboot", check=False, timeout=30)
     started = time.monotonic()
@@ -420,6 +465,7 @@ def test_06_unit_reapplies_at_boot(lab_vm: LabVm) -> None:
 
 
 def test_07_bad_input_fails_before_anything_changes(lab_vm: LabVm, run_role) -> None:
+    ensure_applied(lab_vm, run_role, INTERVALS_2, INTERVALS_2_US)
     before = dump(lab_vm)
     digest = files_digest(lab_vm)
     bad = kdamonds(INTERVALS_2)
@@ -438,6 +484,7 @@ def test_07_bad_input_fails_before_anything_changes(lab_vm: LabVm, run_role) -> 
 
 
 def test_08_absent_turns_everything_off_and_removes_persistence(lab_vm: LabVm, run_role) -> None:
+    ensure_applied(lab_vm, run_role, INTERVALS_2, INTERVALS_2_US)
     old_pids = pids(dump(lab_vm))
     run = run_role(role_vars(damon_perf_state="absent"))
     assert run.rc == 0, run.output()
@@ -460,6 +507,7 @@ def test_08_absent_turns_everything_off_and_removes_persistence(lab_vm: LabVm, r
 
 
 def test_09_guest_apply_time(lab_vm: LabVm, record_property, capsys) -> None:
+    reset_guest(lab_vm)
     bench = load_bench()
     times = bench.measure(lab_vm, rounds=5)
     lines = bench.report(times)
