@@ -11,8 +11,10 @@ module: damon_bench
 short_description: Measure one arm of the DAMON access-check bench, or apply the overhead gate
 version_added: "0.1.0"
 description:
-  - With O(mode=measure), watches the running kdamond O(kdamond) for O(seconds) while the
-    workload O(workload_pid) runs, and returns the arm's figures (RV(arm)).
+  - With O(mode=measure), watches the running kdamond O(kdamond) while the workload
+    O(workload_pid) runs, and returns the arm's figures (RV(arm)): first O(seconds)
+    untraced (CPU, NMIs, reports, throughput), then O(seconds) more with the functions
+    traced (their latency), so that tracing does not inflate the other figures.
   - It times O(functions) with the tracefs C(function_graph) tracer (count, total, avg, min
     and max in microseconds, the figures the RFC cover letter prints with
     C(perf ftrace latency)). A function that cannot be timed is reported as
@@ -25,6 +27,10 @@ description:
   - Fails when the workload or the kdamond exits during the arm.
   - With O(mode=decide), applies the overhead gate to the figures of arm A and arm B
     (pure, reads nothing) and returns RV(decision).
+  - With O(mode=start), starts the workload (O(workload=generator)) as the transient systemd
+    unit O(unit) (a leftover of that unit is stopped first), waits for its first stats,
+    and returns its pid (RV(pid)); or finds the pid of a running unit or pid.
+  - With O(mode=stop), stops the generator's unit and removes O(run_dir).
 author:
   - damon-fleet contributors
 attributes:
@@ -36,16 +42,48 @@ attributes:
     description: Changes nothing that a diff could show.
 options:
   mode:
-    description: V(measure) one arm on the host, or V(decide) from two arms' figures.
+    description:
+      - V(measure) one arm on the host, V(decide) from two arms' figures, V(start) or
+        V(stop) the workload.
     type: str
-    choices: [measure, decide]
+    choices: [measure, decide, start, stop]
     default: measure
+  workload:
+    description: O(mode=start) V(generator) (started here), V(unit) or V(pid) (running).
+    type: str
+    choices: [generator, unit, pid]
+    default: generator
+  unit:
+    description: The generator's transient unit, or the user's unit (O(workload=unit)).
+    type: str
+    default: damon-bench-workload.service
+  generator_source:
+    description: O(mode=start) the generator's source, written to O(run_dir) and run there.
+    type: str
+  generator_args:
+    description: O(mode=start) the generator's arguments (an argv list, no shell).
+    type: list
+    elements: str
+    default: []
+  python:
+    description: The interpreter that runs the generator.
+    type: path
+    default: /usr/bin/python3
+  run_dir:
+    description: Where the generator and its stats file go (created by O(mode=start),
+      removed by O(mode=stop)).
+    type: path
+    default: /run/damon-bench
+  start_timeout:
+    description: Seconds to wait for the generator's first stats.
+    type: float
+    default: 120
   arm:
     description: Which arm is measured, V(A) (accessed bits) or V(B) (perf events).
     type: str
     choices: [A, B]
   seconds:
-    description: How long the arm is watched, from 0.5 to 3600 seconds.
+    description: How long each window of the arm lasts, from 0.5 to 3600 seconds.
     type: float
     default: 5.0
   kdamond:
@@ -77,7 +115,8 @@ options:
     choices: [vaddr, fvaddr, paddr]
     default: vaddr
   workload_pid:
-    description: The workload's pid; the arm fails when it exits.
+    description: The workload's pid; the arm fails when it exits (O(mode=start) with
+      O(workload=pid) checks that it runs).
     type: int
   workload_stats:
     description: The generator's stats file (JSON), or none for a workload that reports none.
@@ -145,6 +184,10 @@ decision:
   description: The gate's decision, V(perf-events) or V(accessed-bits), its reason and checks.
   returned: mode decide
   type: dict
+pid:
+  description: The workload's pid.
+  returned: mode start
+  type: int
 """
 
 import contextlib
@@ -173,6 +216,7 @@ from ansible.module_utils.damon_bench import (
 from ansible.module_utils.damon_spec import SpecError, parse_duration_us
 
 POLL = 0.1
+TRACE_HEAD_LINES = 40
 
 
 class ArmFailed(RuntimeError):
@@ -243,12 +287,16 @@ class Tracing:
             return f"tracefs is in use (current_tracer is {current}); left alone"
         return None
 
-    def stop(self) -> dict[str, dict[str, Any]]:
+    def stop(self) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """(statistics per function, the first lines of the trace as evidence)."""
         out: dict[str, dict[str, Any]] = {f: {"not_measurable": r} for f, r in self.reasons.items()}
+        head: list[str] = []
         if self.active:
             _write(self.path("tracing_on"), "0")
-            out.update(parse_function_graph(_read(self.path("trace")), self.active))
-        return {f: out[f] for f in self.functions}
+            text = _read(self.path("trace"))
+            out.update(parse_function_graph(text, self.active))
+            head = text.splitlines()[:TRACE_HEAD_LINES]
+        return {f: out[f] for f in self.functions}, head
 
     def restore(self) -> None:
         """Tracing as found: nop, no filter, an empty buffer, tracing_on as it was."""
@@ -307,30 +355,39 @@ def measure(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
         time.sleep(POLL)
         if not _alive(wpid):
             raise ArmFailed(f"the workload (pid {wpid}) exited before arm {arm} was measured")
-    tracing = Tracing(params["tracefs"], params["functions"])
-    try:
-        tracing.start()
-        stats_before = _stats(params["workload_stats"])
-        cpu_before = parse_proc_stat(_read(f"/proc/{kpid}/stat"))
-        nmi_before = parse_nmi_count(_read("/proc/interrupts"))
-        reports_before = _counter(os.path.join(kdir, "total_reports"))
+
+    def watch(seconds: float, what: str) -> float:
         started = time.monotonic()
-        deadline = started + params["seconds"]
+        deadline = started + seconds
         while time.monotonic() < deadline:
             time.sleep(POLL)
             if not _alive(wpid):
                 raise ArmFailed(
-                    f"the workload (pid {wpid}) exited during arm {arm} after "
+                    f"the workload (pid {wpid}) exited during arm {arm} ({what}) after "
                     f"{time.monotonic() - started:.1f} s"
                 )
             if not _alive(kpid):
-                raise ArmFailed(f"the kdamond (pid {kpid}) exited during arm {arm}")
-        seconds = time.monotonic() - started
-        cpu_after = parse_proc_stat(_read(f"/proc/{kpid}/stat"))
-        nmi_after = parse_nmi_count(_read("/proc/interrupts"))
-        reports_after = _counter(os.path.join(kdir, "total_reports"))
-        stats_after = _stats(params["workload_stats"])
-        functions = tracing.stop()
+                raise ArmFailed(f"the kdamond (pid {kpid}) exited during arm {arm} ({what})")
+        return time.monotonic() - started
+
+    # Window 1, untraced: CPU, NMIs, reports and throughput are not inflated by tracing.
+    stats_before = _stats(params["workload_stats"])
+    cpu_before = parse_proc_stat(_read(f"/proc/{kpid}/stat"))
+    nmi_before = parse_nmi_count(_read("/proc/interrupts"))
+    reports_before = _counter(os.path.join(kdir, "total_reports"))
+    seconds = watch(params["seconds"], "figures")
+    cpu_after = parse_proc_stat(_read(f"/proc/{kpid}/stat"))
+    nmi_after = parse_nmi_count(_read("/proc/interrupts"))
+    reports_after = _counter(os.path.join(kdir, "total_reports"))
+    stats_after = _stats(params["workload_stats"])
+    # Window 2, as long: the functions' latency with function_graph.
+    tracing = Tracing(params["tracefs"], params["functions"])
+    trace_head: list[str] = []
+    try:
+        tracing.start()
+        if tracing.active:
+            watch(params["seconds"], "function latency")
+        functions, trace_head = tracing.stop()
     finally:
         tracing.restore()
     figures: dict[str, Any] = {
@@ -354,14 +411,100 @@ def measure(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
         figures["workload"] = workload_figures(stats_before, stats_after)
     else:
         figures["workload"] = {"not_reported": "the workload has no stats file the bench reads"}
+    figures["trace_head"] = trace_head
     letter = "\n".join(format_latency(name, stats) for name, stats in functions.items())
     return figures, letter
+
+
+SCRIPT = "damon-bench-workload.py"
+STATS = "stats.json"
+
+
+def _main_pid(module: AnsibleModule, unit: str) -> int:
+    rc, out, _err = module.run_command(
+        ["systemctl", "show", "--property=MainPID", "--value", "--", unit]
+    )
+    text = out.strip()
+    return int(text) if rc == 0 and text.isdigit() else 0
+
+
+def start(module: AnsibleModule, params: dict[str, Any]) -> tuple[int, bool]:
+    """(the workload's pid, whether it was started here)."""
+    kind, unit = params["workload"], params["unit"]
+    if kind == "pid":
+        pid = params["workload_pid"] or 0
+        if pid <= 0 or not _alive(pid):
+            raise ArmFailed(f"damon_bench_workload_pid: no running process {pid}")
+        return pid, False
+    if kind == "unit":
+        pid = _main_pid(module, unit)
+        if pid <= 0 or not _alive(pid):
+            raise ArmFailed(f"damon_bench_workload_unit: {unit} has no running main process")
+        return pid, False
+    if not params["generator_source"]:
+        raise BenchInputError("generator_source: the generator's source is required")
+    module.run_command(["systemctl", "stop", "--", unit])
+    module.run_command(["systemctl", "reset-failed", "--", unit])
+    run_dir = params["run_dir"]
+    os.makedirs(run_dir, mode=0o755, exist_ok=True)
+    script, stats = os.path.join(run_dir, SCRIPT), os.path.join(run_dir, STATS)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(stats)
+    _write(script, params["generator_source"])
+    argv = ["systemd-run", f"--unit={unit}", "--collect", "--quiet", "--"]
+    argv += [params["python"], script, *params["generator_args"], "--stats", stats]
+    rc, out, err = module.run_command(argv)
+    if rc != 0:
+        raise ArmFailed(f"systemd-run failed ({rc}): {' '.join((err or out).split())[:300]}")
+    deadline = time.monotonic() + params["start_timeout"]
+    while time.monotonic() < deadline:
+        pid = _main_pid(module, unit)
+        if os.path.exists(stats) and pid > 0:
+            return pid, True
+        time.sleep(POLL)
+    rc, out, err = module.run_command(["journalctl", "-u", unit, "-n", "5", "--no-pager"])
+    raise ArmFailed(
+        f"the generator wrote no stats in {params['start_timeout']:g} s: "
+        + " ".join(out.split())[-300:]
+    )
+
+
+def stop(module: AnsibleModule, params: dict[str, Any]) -> bool:
+    """Stop the generator's unit and remove its run directory; whether anything was."""
+    changed = False
+    if _main_pid(module, params["unit"]) > 0:
+        module.run_command(["systemctl", "stop", "--", params["unit"]])
+        changed = True
+    run_dir = params["run_dir"]
+    for name in (SCRIPT, STATS):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(run_dir, name))
+            changed = True
+    with contextlib.suppress(FileNotFoundError, OSError):
+        os.rmdir(run_dir)
+        changed = True
+    return changed
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "mode": {"type": "str", "choices": ["measure", "decide"], "default": "measure"},
+            "mode": {
+                "type": "str",
+                "choices": ["measure", "decide", "start", "stop"],
+                "default": "measure",
+            },
+            "workload": {
+                "type": "str",
+                "choices": ["generator", "unit", "pid"],
+                "default": "generator",
+            },
+            "unit": {"type": "str", "default": "damon-bench-workload.service"},
+            "generator_source": {"type": "str"},
+            "generator_args": {"type": "list", "elements": "str", "default": []},
+            "python": {"type": "path", "default": "/usr/bin/python3"},
+            "run_dir": {"type": "path", "default": "/run/damon-bench"},
+            "start_timeout": {"type": "float", "default": 120.0},
             "arm": {"type": "str", "choices": ["A", "B"]},
             "seconds": {"type": "float", "default": 5.0},
             "kdamond": {"type": "int", "default": 0},
@@ -390,6 +533,11 @@ def main() -> None:
         if params["mode"] == "decide":
             gate = Gate.from_mapping(params["gate"])
             module.exit_json(changed=False, decision=decide(params["arm_a"], params["arm_b"], gate))
+        if params["mode"] == "start":
+            pid, started = start(module, params)
+            module.exit_json(changed=started, pid=pid)
+        if params["mode"] == "stop":
+            module.exit_json(changed=stop(module, params))
         if params["functions"] is None:
             params["functions"] = list(LETTER_FUNCTIONS[params["operations"]][params["arm"]])
         check_functions(params["functions"], "functions")
@@ -404,7 +552,7 @@ def main() -> None:
     except (BenchInputError, ArmFailed, BenchParseError, SpecError) as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
-        module.fail_json(msg=f"{exc.filename or 'read'}: {exc.strerror or exc}")
+        module.fail_json(msg=f"{exc.filename or 'I/O'}: {exc.strerror or exc}")
     module.exit_json(changed=False, arm=figures, letter=letter)
 
 
