@@ -146,3 +146,23 @@ def test_the_cli_reads_the_default_inventory_in_process(tmp_path, monkeypatch):
     state.mkdir()
     (state / "hosts.yml").write_text(render_role_inventory([{"name": "lab1", "ssh_port": 2222}]))
     assert run_cli.read_inventory(DEFAULT_SOURCE, None).hosts == ["lab1"]
+
+
+def test_a_private_inventory_folder_with_group_vars(tmp_path):
+    """As tests/vm/test_cli_lab.py keeps one: a folder with the plugin's config (its own
+    state directory) and the lab's group_vars, given to the CLI as -i FOLDER."""
+    from damon_fleet import run_cli
+
+    state = tmp_path / "lab"
+    state.mkdir()
+    (state / "hosts.yml").write_text(
+        render_role_inventory([{"name": "lab1", "ssh_port": 2222}, {"name": "lab2", "ssh_port": 1}])
+    )
+    folder = tmp_path / "inventory"
+    folder.mkdir()
+    (folder / "hosts.yml").write_text(f"plugin: lab_fleet\nstate_dir: {state}\n")
+    (folder / "group_vars").symlink_to(CONTENT_ROOT / "inventories" / "lab" / "group_vars")
+    assert run_cli.read_inventory(folder, None).hosts == ["lab1", "lab2"]
+    manager = load(folder)
+    assert manager.get_host("lab1").vars["ansible_port"] == 2222
+    assert manager.groups["lab"].get_vars()["ansible_user"] == "root"

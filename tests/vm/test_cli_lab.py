@@ -1,10 +1,12 @@
 """``damon-fleet deploy`` on the lab fleet: ansible-runner, progress, report, ctrl-C,
 SIGTERM, --resume, and per-host perf detection on the lab profiles.
 
-Starts its own 2 lab VMs (private state directory and inventory, linked to the lab
-group_vars), runs the real CLI, interrupts it with SIGINT once the canary finished its
-rollout, and resumes: the canary is not rebooted again, the second host is rolled out,
-DAMON is configured, and the report of the run shows both hosts with their kernels. Then,
+Starts its own 2 lab VMs (private state directory, read by the lab_fleet inventory plugin
+through a private inventory folder: ``hosts.yml`` with ``plugin: lab_fleet`` and the state
+directory, ``group_vars`` linked to the lab's), runs the real CLI, interrupts it with
+SIGINT once the canary finished its rollout, and resumes: the canary is not rebooted
+again, the second host is rolled out, DAMON is configured, and the report of the run shows
+both hosts with their kernels. Then,
 on the same lab and build, a deploy with nothing left to roll out is stopped with SIGTERM
 during detect/configure (exit 143, report, ``canceled``) and resumed without a reboot.
 
@@ -29,7 +31,7 @@ import pytest
 from lab_inventory import lab_ssh
 
 from damon_fleet._paths import REPO_ROOT
-from damon_fleet.progress import stage_of
+from damon_fleet.events import marker
 
 pytestmark = pytest.mark.vm
 
@@ -79,25 +81,30 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
 
 
 def run_stages(run_dir: Path) -> set[str]:
-    """The stages of the task events ansible-runner has written for a run so far."""
+    """The stages a run has entered so far: its ``stage`` events (damon_fleet.events) in
+    the task events ansible-runner has written."""
     stages = set()
     for path in (run_dir / "artifacts" / "ansible" / "job_events").glob("*.json"):
         try:
-            data = json.loads(path.read_text()).get("event_data") or {}
+            event = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # being written
-        stage = stage_of(data)
-        if stage is not None:
-            stages.add(stage)
+        found = marker(event) if isinstance(event, dict) else None
+        if found is not None and found["event"] == "stage":
+            stages.add(str(found.get("stage")))
     return stages
 
 
 class Lab:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.state_dir = root / "lab"
+        # The inventory the deploys use: the lab_fleet plugin over the private state
+        # directory, as inventories/lab/hosts.yml is over the checkout's.
         self.inventory = root / "inventory"
-        self.hosts_file = self.inventory / "hosts.yml"
-        self.lab_args = ["--state-dir", str(root / "lab"), "--inventory", str(self.hosts_file)]
+        # What `lab up` writes into the state directory (lab_fleet_inventory_path's default).
+        self.hosts_file = self.state_dir / "hosts.yml"
+        self.lab_args = ["--state-dir", str(self.state_dir)]
         self.runs = root / "runs"
         self.records = root / "rollout-state"
 
@@ -116,6 +123,7 @@ class Lab:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = Lab(tmp_path_factory.mktemp("cli-lab"))
     lab.inventory.mkdir()
+    (lab.inventory / "hosts.yml").write_text(f"plugin: lab_fleet\nstate_dir: {lab.state_dir}\n")
     (lab.inventory / "group_vars").symlink_to(REPO_ROOT / "inventories" / "lab" / "group_vars")
     started = time.monotonic()
     up = cli("lab", "up", "--count", "2", *lab.lab_args)
