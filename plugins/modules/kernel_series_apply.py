@@ -16,7 +16,8 @@ description:
     order, nothing is applied.
   - When a patch does not apply, the C(git am) session is aborted (the tree is left as it
     was) and the module fails with the subject of the patch and the conflicting files.
-  - Verify the mbox first (M(damon_fleet.fleet.kernel_series_check)); this module does not check pins.
+  - Verify the mbox first (M(damon_fleet.fleet.kernel_series_check)); this module does not
+    check pins.
 author:
   - damon-fleet contributors (@damon-fleet)
 extends_documentation_fragment:
