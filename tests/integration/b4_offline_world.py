@@ -203,3 +203,5 @@ def offline_world(
         assert message_id(messages[0]) == ids[0]
         timed("stand-ins (served base, thread, archive, manifest)", time.monotonic() - started)
         yield world
+    # The session's base repository (a shallow fetch, hundreds of MB): not kept.
+    shutil.rmtree(cache / "bases", ignore_errors=True)
