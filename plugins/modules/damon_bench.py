@@ -343,13 +343,14 @@ def _stats(path: str | None) -> dict[str, float] | None:
 def measure(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
     arm = params["arm"]
     kdir = os.path.join(params["root"], "kdamonds", str(params["kdamond"]))
+    # The workload first: a vaddr kdamond stops by itself once its target is gone.
+    wpid = params["workload_pid"]
+    if wpid is None or not _alive(wpid):
+        raise ArmFailed(f"the workload (pid {wpid}) is not running at the start of arm {arm}")
     pid_text = _read(os.path.join(kdir, "pid")).strip()
     if not pid_text.lstrip("-").isdigit() or int(pid_text) <= 0:
         raise ArmFailed(f"kdamond {params['kdamond']} is not running (pid {pid_text})")
     kpid = int(pid_text)
-    wpid = params["workload_pid"]
-    if wpid is None or not _alive(wpid):
-        raise ArmFailed(f"the workload (pid {wpid}) is not running")
     warmup_end = time.monotonic() + params["warmup_seconds"]
     while time.monotonic() < warmup_end:
         time.sleep(POLL)

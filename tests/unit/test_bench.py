@@ -95,7 +95,9 @@ def test_padded_output_parses_like_the_archived_one() -> None:
 def test_latency_output_without_statistics_is_refused() -> None:
     text = body(LATENCY / "rfc-v3-cover-letter-damon_va_check_accesses.txt")
     head = text.split("# statistics")[0]
-    with pytest.raises(BenchParseError, match=r"^perf ftrace latency output: no '# statistics' block$"):
+    with pytest.raises(
+        BenchParseError, match=r"^perf ftrace latency output: no '# statistics' block$"
+    ):
         parse_ftrace_latency(head)
     cut = "\n".join(line for line in text.splitlines() if not line.startswith("min time"))
     with pytest.raises(
@@ -111,7 +113,9 @@ def test_a_histogram_that_disagrees_with_the_count_is_refused() -> None:
 
 
 def test_not_measurable_and_not_called_are_printed_as_such() -> None:
-    assert format_latency("f", {"not_measurable": "no tracefs"}) == "# f: not measurable: no tracefs"
+    assert (
+        format_latency("f", {"not_measurable": "no tracefs"}) == "# f: not measurable: no tracefs"
+    )
     assert format_latency("f", {"count": 0}) == "# f: not called during the arm"
 
 
@@ -130,7 +134,9 @@ def test_lab_function_graph_output_gives_every_call(path: Path) -> None:
     for name in names:
         calls = [
             float(m.group(1))
-            for m in re.finditer(rf"([0-9]+\.[0-9]+) us +\| +(?:{name}\(\);|\}} /\* {name} \*/)", text)
+            for m in re.finditer(
+                rf"([0-9]+\.[0-9]+) us +\| +(?:{name}\(\);|\}} /\* {name} \*/)", text
+            )
         ]
         assert stats[name]["count"] == len(calls)
         if calls:
@@ -149,7 +155,9 @@ def test_function_graph_markers_and_closing_lines() -> None:
         " ------------------------------------------\n"
         " 0)   <idle>-0    =>  kdamond-120\n"
     )
-    stats = parse_function_graph(text, ["damon_va_prepare_access_checks", "damon_va_check_accesses"])
+    stats = parse_function_graph(
+        text, ["damon_va_prepare_access_checks", "damon_va_check_accesses"]
+    )
     assert stats["damon_va_prepare_access_checks"]["count"] == 1
     assert stats["damon_va_check_accesses"] == {
         "count": 2,
@@ -295,7 +303,10 @@ def test_b_within_every_threshold_decides_perf_events() -> None:
     result = decide(arm(reports_per_second=0.0), arm(), GATE)
     assert result["decision"] == DECISION_PERF
     assert [c["passed"] for c in result["checks"]] == [True, True, True]
-    assert result["reason"] == "kdamond CPU 2% (max 10%); throughput drop 0% (max 5%); 90 samples/s (min 50)"
+    assert (
+        result["reason"]
+        == "kdamond CPU 2% (max 10%); throughput drop 0% (max 5%); 90 samples/s (min 50)"
+    )
 
 
 @pytest.mark.parametrize(
