@@ -43,7 +43,7 @@ from typing import Any, NoReturn, TextIO
 import yaml
 
 from damon_fleet import report as report_mod
-from damon_fleet._paths import REPO_ROOT, runner_envvars
+from damon_fleet._paths import REPO_ROOT, STATE_ROOT, runner_envvars
 from damon_fleet.progress import COMMAND_STAGES, Progress, shorten
 from damon_fleet.report_rollback import reboot_lines, reboot_rows
 from damon_fleet.signals import StopSignals, signal_name
@@ -58,8 +58,10 @@ PLAYBOOKS = {
     "rollback": REPO_ROOT / "playbooks" / "rollback.yml",
 }
 DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
-DEFAULT_RUNS_DIR = REPO_ROOT / ".damon-fleet" / "runs"
-DEFAULT_STATE_DIR = REPO_ROOT / ".damon-fleet" / "state"
+# Under the runtime state root (_paths.STATE_ROOT): .damon-fleet/ of the checkout, or of
+# the working directory when damon-fleet runs from an installed wheel (never site-packages).
+DEFAULT_RUNS_DIR = STATE_ROOT / "runs"
+DEFAULT_STATE_DIR = STATE_ROOT / "state"
 RUNS_DIR_ENV = "DAMON_FLEET_RUNS_DIR"
 STATE_DIR_ENV = "DAMON_FLEET_STATE_DIR"
 ARTIFACT_IDENT = "ansible"
@@ -84,12 +86,12 @@ class BadInput(ValueError):
 
 def default_state_dir() -> Path:
     """Where rollout records live unless ``-e rollout_state_dir=`` says otherwise:
-    ``$DAMON_FLEET_STATE_DIR``, else ``.damon-fleet/state`` of the checkout."""
+    ``$DAMON_FLEET_STATE_DIR``, else ``state/`` under ``_paths.STATE_ROOT``."""
     return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
 
 
 def default_runs_dir() -> Path:
-    """``$DAMON_FLEET_RUNS_DIR``, else ``.damon-fleet/runs`` of the checkout."""
+    """``$DAMON_FLEET_RUNS_DIR``, else ``runs/`` under ``_paths.STATE_ROOT``."""
     return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR)
 
 
