@@ -12,7 +12,7 @@ short_description: Measure one arm of the DAMON access-check bench, or apply the
 version_added: "0.1.0"
 description:
   - With O(mode=measure), watches the running kdamond O(kdamond) while the workload
-    O(workload_pid) runs, and returns the arm's figures (RV(arm)): first O(seconds)
+    O(workload_pid) runs, and returns the arm's figures (RV(arm)), first O(seconds)
     untraced (CPU, NMIs, reports, throughput), then O(seconds) more with the functions
     traced (their latency), so that tracing does not inflate the other figures.
   - It times O(functions) with the tracefs C(function_graph) tracer (count, total, avg, min

@@ -401,6 +401,7 @@ def chart_svg(doc: Mapping[str, Any]) -> str:
     names = [str(e.get("host")) + (" (lab)" if e.get("lab") else "") for e in entries]
     cols = 2
     rows = (len(panels) + cols - 1) // cols
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.6 * rows), squeeze=False)
     width = 0.38
     for ax, (title, a_vals, b_vals) in zip(axes.flat, panels, strict=False):
