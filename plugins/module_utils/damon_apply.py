@@ -384,7 +384,16 @@ def parse_iomem_system_ram(text: str) -> list[tuple[int, int]]:
         raise ValueError("/proc/iomem shows zeroed addresses (needs root)")
     if not ranges:
         raise ValueError("no 'System RAM' range in /proc/iomem")
-    return ranges
+    # Adjacent ranges are one region: a kernel started by kexec shows its boot
+    # setup_data split out of System RAM (a 16-byte range between two others), which as
+    # a region of its own is smaller than DAMON accepts (EINVAL when turned on).
+    merged: list[tuple[int, int]] = []
+    for start, end in ranges:
+        if merged and start == merged[-1][1]:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def host_max_sample_rate(path: str = "/proc/sys/kernel/perf_event_max_sample_rate") -> int | None:

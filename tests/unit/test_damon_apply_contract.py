@@ -110,6 +110,13 @@ def test_diff_text() -> None:
             "00000000-00000000 : System RAM\n00001000-00001fff : System RAM\n",
             [(0, 1), (0x1000, 0x2000)],
         ),
+        # A lab VM's kernel started by kexec: setup_data split out of System RAM (the
+        # ranges the deploy's paddr plan got on it, which DAMON refused with EINVAL).
+        (
+            "00001000-0009fbff : System RAM\n00100000-003b0fff : System RAM\n"
+            "003b1000-003b100f : System RAM\n003b1010-3ffddfff : System RAM\n",
+            [(0x1000, 0x9FC00), (0x100000, 0x3FFDE000)],
+        ),
     ],
 )
 def test_iomem_ranges(text: str, ranges: list[tuple[int, int]]) -> None:
