@@ -21,6 +21,11 @@ task's ``runner_on_ok`` event, as it happens. The events (:data:`KINDS`):
 ``batch_done``   ``batch``, ``seconds``
 ``build``        ``seconds``, ``result`` (one of :data:`BUILD_RESULTS`), ``kernel_release``
 ``timing``       ``total_seconds``, ``rollout_seconds``
+``build_log``    ``log``, ``config``, ``builds_dir``: the kernel build writes its log there
+                 from here on (:mod:`damon_fleet.build_progress` counts its objects)
+
+``lab up`` has stages of its own (:data:`LAB_STAGES`); its ``boot`` stage names the VMs
+it starts in ``vms`` (comma-separated).
 
 Pure; no I/O.
 """
@@ -34,7 +39,9 @@ KEY = "damon_fleet"
 STAGES = ("build", "rollout", "detect", "configure", "verify", "report")
 # Stages of runs other than deploy's (playbooks/benchmark.yml).
 OTHER_STAGES = ("bench",)
-KNOWN_STAGES = STAGES + OTHER_STAGES
+# The stages of `damon-fleet lab up` (playbooks/lab.yml, role lab_fleet).
+LAB_STAGES = ("kernel", "image", "disk", "boot")
+KNOWN_STAGES = STAGES + OTHER_STAGES + LAB_STAGES
 # The rollout's phases before the rollout records' own (rollout_state.PHASES): "batch" for
 # the rollout play's own tasks, "check" for the role's checks before anything changes.
 PRE_PHASES = ("batch", "check")
@@ -43,7 +50,7 @@ BUILD_RESULTS = {
     "up_to_date": "up to date, skipped",
     "skipped": "skipped, no host to roll out to",
 }
-KINDS = ("stage", "phase", "batch_start", "batch_done", "build", "timing")
+KINDS = ("stage", "phase", "batch_start", "batch_done", "build", "timing", "build_log")
 
 
 def marker(event: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -1,8 +1,14 @@
 """``damon-fleet lab up|down|status``: the local fleet of QEMU machines.
 
 ``up`` and ``down`` run ``playbooks/lab.yml`` (role ``lab_fleet``) through
-ansible-runner; ``status`` reads the state directory the role keeps (one folder per
-VM with ``vm.json`` and ``qemu.pid``) and asks each running VM for ``uname -r``.
+ansible-runner. They show progress, not Ansible's log: the stages (kernel, image, disk,
+boot) from the role's structured events (:mod:`damon_fleet.events`) and the kernel build's
+objects with an ETA (:mod:`damon_fleet.build_progress`), as one redrawn bar line on a
+terminal, else as plain lines. Ansible's full output goes to the run's directory
+(``.damon-fleet/runs/<UTC timestamp>/artifacts/ansible/stdout``), named on failure;
+``-v`` streams it instead, as before. ``status`` reads the state directory the role keeps
+(one folder per VM with ``vm.json`` and ``qemu.pid``) and asks each running VM for
+``uname -r``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from typing import Any
 import yaml
 from ansible.module_utils.lab_qemu import SSH_OPTIONS, format_table, list_vms, vm_status
 
+from damon_fleet import run_cli
 from damon_fleet._paths import CONTENT_ROOT, LAB_STATE_DIR, runner_envvars
+from damon_fleet.progress import COMMAND_STAGES, Progress
 from damon_fleet.signals import STOP_SIGNALS, StopSignals, signal_name
 from damon_fleet.signals import exit_code as signal_exit_code
 
@@ -76,6 +84,72 @@ def run_playbook(extravars: dict[str, Any], verbosity: int = 0) -> int:
         print(f"damon-fleet lab: {signal_name(stop.signum)}: ansible stopped", file=sys.stderr)
         return signal_exit_code(stop.signum)
     return int(rc) if isinstance(rc, int) else 1
+
+
+def ansible_log(run_dir: Path) -> Path:
+    """Where a run keeps Ansible's full output (ansible-runner's ``stdout``)."""
+    return run_dir / "artifacts" / run_cli.ARTIFACT_IDENT / "stdout"
+
+
+def run_with_progress(
+    command: str,
+    extravars: dict[str, Any],
+    runs_dir: Path,
+    tty: bool,
+    stream: Any = None,
+) -> tuple[int, Path | None]:
+    """Run ``playbooks/lab.yml`` in a new run directory of *runs_dir*, showing progress
+    on *stream* (stderr); return (exit status, run directory)."""
+    name = f"damon-fleet lab {command}"
+    stream = stream if stream is not None else sys.stderr
+    try:
+        run_dir = run_cli.new_run_dir(runs_dir)
+    except OSError as exc:
+        print(f"{name}: runs directory {runs_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT, None
+    progress = Progress(stages=COMMAND_STAGES["lab up"] if command == "up" else ())
+    printer = run_cli.ProgressPrinter(progress, stream, tty)
+    print(f"{name}: run {run_dir}; ansible's log: {ansible_log(run_dir)}", file=stream)
+    with StopSignals(on_second=_stop_at_once) as stop:
+        try:
+            result = run_cli.run_playbook(
+                run_dir,
+                PLAYBOOK,
+                run_cli.DEFAULT_INVENTORY,
+                None,
+                extravars,
+                False,
+                0,
+                printer.event,
+                printer.tick,
+                stop=stop,
+            )
+        finally:
+            printer.close()
+    if result.canceled:
+        signum = result.signum or stop.signum
+        if signum is not None:
+            print(f"damon-fleet lab: {signal_name(signum)}: ansible stopped", file=sys.stderr)
+            return signal_exit_code(signum), run_dir
+    return (result.rc if result.rc is not None else 1), run_dir
+
+
+def _run(command: str, args: argparse.Namespace, extravars: dict[str, Any]) -> int:
+    """Run the lab playbook for *command* (up, down) and print how it ended."""
+    started = time.monotonic()
+    if args.verbose:
+        rc, run_dir = run_playbook(extravars, args.verbose), None
+    else:
+        tty = sys.stderr.isatty() and not args.no_progress_bar
+        rc, run_dir = run_with_progress(command, extravars, Path(args.runs_dir), tty)
+    outcome = _outcome(rc)
+    print(f"damon-fleet lab {command}: {outcome} in {time.monotonic() - started:.0f}s")
+    if rc != 0 and run_dir is not None:
+        print(
+            f"damon-fleet lab {command}: {outcome}; Ansible's full log: {ansible_log(run_dir)}",
+            file=sys.stderr,
+        )
+    return rc
 
 
 def _outcome(rc: int) -> str:
@@ -197,10 +271,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ]
     extravars.update(profiles)
     extravars.update(extra)
-    started = time.monotonic()
-    rc = run_playbook(extravars, args.verbose)
-    outcome = _outcome(rc)
-    print(f"damon-fleet lab up: {outcome} in {time.monotonic() - started:.0f}s")
+    rc = _run("up", args, extravars)
     if rc == 0:
         print_status(Path(args.state_dir), json_output=False)
     return rc
@@ -212,11 +283,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         "lab_fleet_state": "absent",
         "lab_fleet_remove_disks": not args.keep_disks,
     }
-    started = time.monotonic()
-    rc = run_playbook(extravars, args.verbose)
-    outcome = _outcome(rc)
-    print(f"damon-fleet lab down: {outcome} in {time.monotonic() - started:.0f}s")
-    return rc
+    return _run("down", args, extravars)
 
 
 def _fleet_record(state_dir: Path) -> dict[str, Any]:
@@ -318,7 +385,28 @@ def add_lab_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
                 "which the default inventory inventories/lab/hosts.yml reads)"
             ),
         )
-        parser.add_argument("-v", "--verbose", action="count", default=0)
+        parser.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=0,
+            help="stream Ansible's output instead of the progress display (-vv... for more)",
+        )
+
+    def progress(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--runs-dir",
+            default=str(run_cli.default_runs_dir()),
+            help=(
+                "where the run's directory (with Ansible's full log) is made "
+                f"(default: %(default)s; ${run_cli.RUNS_DIR_ENV} sets it)"
+            ),
+        )
+        parser.add_argument(
+            "--no-progress-bar",
+            action="store_true",
+            help="plain progress lines even on a terminal",
+        )
 
     up = sub.add_parser(
         "up",
@@ -330,6 +418,7 @@ def add_lab_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         ),
     )
     common(up)
+    progress(up)
     up.add_argument("--count", type=_vm_count, default=2, help="number of VMs (default: 2)")
     up.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     up.add_argument("--memory", type=int, default=None, metavar="MB", help="memory per VM")
@@ -373,6 +462,7 @@ def add_lab_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         "down", help="stop every VM (by pid), free the ports, write an empty inventory"
     )
     common(down)
+    progress(down)
     down.add_argument(
         "--keep-disks", action="store_true", help="keep the overlays (the next up resumes them)"
     )

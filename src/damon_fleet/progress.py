@@ -3,7 +3,9 @@
 Pure: :class:`Progress` takes the event dicts ansible-runner hands its ``event_handler``
 (``{"event": ..., "created": ..., "event_data": {...}}``) one by one and returns the plain
 lines worth printing; :meth:`Progress.bar` renders the one-line status (progress bar,
-elapsed time, stage, batch, the hosts at work and their phase) for a terminal. No I/O.
+elapsed time, stage, batch, the hosts at work and their phase) for a terminal. No I/O,
+but for :meth:`Progress.poll`, which reads the log of a running kernel build
+(:mod:`damon_fleet.build_progress`) and says how far it is.
 
 Stages, rollout phases, batches and the build's time come from the structured events the
 playbooks and roles emit on purpose (:mod:`damon_fleet.events`), never from task names,
@@ -18,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from damon_fleet import events as ev
-from damon_fleet.events import STAGES
+from damon_fleet.build_progress import BuildWatch, eta_seconds
+from damon_fleet.events import LAB_STAGES, STAGES
 
 COMMAND_STAGES: dict[str, tuple[str, ...]] = {
     "deploy": STAGES,
@@ -26,7 +29,10 @@ COMMAND_STAGES: dict[str, tuple[str, ...]] = {
     "configure": ("configure",),
     "verify": ("verify",),
     "bench": ("bench",),
+    "lab up": LAB_STAGES,
 }
+# Without a terminal, a line on the kernel build's progress at most this often (seconds).
+PLAIN_EVERY = 30.0
 RESULT_EVENTS = (
     "runner_on_ok",
     "runner_on_failed",
@@ -116,6 +122,11 @@ class Progress:
     play_hosts: dict[str, str | None] = field(default_factory=dict)
     finished: bool = False
     failed_hosts: list[str] = field(default_factory=list)
+    # The kernel build's log (a build_log event), read by poll(); when poll() last said
+    # how far the build is.
+    build_event: dict[str, Any] | None = None
+    build: BuildWatch | None = None
+    build_said: float | None = None
 
     # --- feeding -------------------------------------------------------------------------
 
@@ -133,11 +144,17 @@ class Progress:
         lines = []
         if self.stage is not None:
             self._finish_stage(self.stage)
+        self._end_build()
         self.stage = stage
         self.batch = None
         self.batch_hosts = []
         lines.append(f"{self._stamp()} {stage}")
         return lines
+
+    def _end_build(self) -> None:
+        self.build_event = None
+        if self.build is not None:
+            self.build.finished = True
 
     def _finish_stage(self, stage: str) -> None:
         if stage in self.stages and self.stages.index(stage) >= 0:
@@ -207,7 +224,11 @@ class Progress:
         kind = found["event"]
         if kind == "stage":
             stage = found.get("stage")
-            return self._enter_stage(stage) if stage in ev.KNOWN_STAGES else []
+            if stage not in ev.KNOWN_STAGES:
+                return []
+            lines = self._enter_stage(stage)
+            vms = ev.batch_hosts({"hosts": found.get("vms")})
+            return [f"{line} {', '.join(vms)}" for line in lines] if vms else lines
         if kind == "phase":
             phase = str(found.get("phase") or "")
             state = self.hosts.setdefault(host, HostProgress())
@@ -227,7 +248,13 @@ class Progress:
             seconds = ev.number(found.get("seconds"))
             took = ev.seconds_text(seconds) if seconds is not None else "?"
             return [f"{self._stamp()} batch {ev.batch_number(found)} done in {took} s"]
+        if kind == "build_log":
+            self._end_build()
+            self.build_event = dict(found)
+            self.build = None
+            return []
         if kind == "build":
+            self._end_build()
             line = ev.build_line(found)
             return [f"{self._stamp()} {line}"] if line else []
         return []
@@ -247,6 +274,7 @@ class Progress:
     def _stats(self, data: Mapping[str, Any]) -> list[str]:
         if self.stage is not None:
             self._finish_stage(self.stage)
+        self._end_build()
         self.finished = True
         failures = data.get("failures") or {}
         dark = data.get("dark") or {}
@@ -257,6 +285,33 @@ class Progress:
         if bad:
             text += f", {len(bad)} failed ({', '.join(bad)})"
         return [text]
+
+    # --- the kernel build -----------------------------------------------------------------
+
+    def poll(self, now: float, plain: bool = False) -> list[str]:
+        """Read what the running kernel build's log gained (I/O). Returns the line saying
+        what the build is expected to make, when it starts, and with *plain* (no terminal,
+        no bar) a line on its progress at most every :data:`PLAIN_EVERY` seconds."""
+        if self.build is None and self.build_event is not None:
+            self.build = BuildWatch.from_event(self.build_event, started=now)
+            self.build_event = None
+            if self.build is not None:
+                self.build_said = now
+                expected = self.build.expected
+                what = (
+                    f"{expected.count} objects expected ({expected.source})"
+                    if expected is not None
+                    else "no object count to expect"
+                )
+                return [f"[{format_elapsed(self.elapsed(now))}] kernel build: {what}"]
+        build = self.build
+        if build is None or build.finished:
+            return []
+        build.poll()
+        if not plain or (self.build_said is not None and now - self.build_said < PLAIN_EVERY):
+            return []
+        self.build_said = now
+        return [f"[{format_elapsed(self.elapsed(now))}] kernel build: {build_text(build, now)}"]
 
     # --- rendering -----------------------------------------------------------------------
 
@@ -277,6 +332,8 @@ class Progress:
         if self.finished:
             return 1.0
         done, total = self.units()
+        if self.build is not None and not self.build.finished:
+            return min(total, done + self.build.fraction()) / total if total else 0.0
         return done / total if total else 0.0
 
     def active_hosts(self) -> list[tuple[str, HostProgress]]:
@@ -301,6 +358,8 @@ class Progress:
             head += f" batch {self.batch}"
         if self.failed_hosts:
             head += f" ({len(self.failed_hosts)} failed)"
+        if self.build is not None and not self.build.finished:
+            head += f" {build_text(self.build, now if now is not None else (self.now or 0.0))}"
         parts = []
         reference = now if now is not None else self.now
         for name, state in self.active_hosts():
@@ -312,3 +371,13 @@ class Progress:
         if len(line) > width:
             line = line[: max(0, width - 3)] + "..."
         return line
+
+
+def build_text(build: BuildWatch, now: float) -> str:
+    """``objects 812/1932 (previous build 00e15a08831efd42), ETA 03:10``."""
+    expected = build.expected
+    if expected is None:
+        return f"objects {build.built} (no count to expect)"
+    head = f"objects {build.built}/{expected.count} ({expected.source})"
+    eta = eta_seconds(build.built, expected.count, now - build.started)
+    return head + (f", ETA {format_elapsed(eta)}" if eta is not None else ", ETA ?")

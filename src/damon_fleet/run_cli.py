@@ -608,11 +608,16 @@ class ProgressPrinter:
             self._draw()
 
     def tick(self) -> None:
-        if not self.tty:
-            return
         with self.lock:
-            self._clear()
-            self._draw()
+            lines = self.progress.poll(time.time(), plain=not self.tty)
+            if lines:
+                self._clear()
+                for line in lines:
+                    self.stream.write(line + "\n")
+                self.stream.flush()
+            if self.tty:
+                self._clear()
+                self._draw()
 
     def close(self) -> None:
         with self.lock:

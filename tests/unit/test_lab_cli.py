@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from ansible.module_utils.lab_qemu import VmState
 
 from damon_fleet import lab_cli
 from damon_fleet.cli import build_parser, main
+from damon_fleet.events import marker
 
 
 @pytest.mark.parametrize("count", ["-1", "two", "1.5"])
@@ -45,11 +49,58 @@ def test_parse_extra():
 class FakeRunner:
     def __init__(self, rc):
         self.rc = rc
+        self.status = "successful" if rc == 0 else "failed"
+        self.canceled = False
+
+
+def fake_run_async(plan, calls):
+    """``ansible_runner.run_async`` as the real one behaves for the CLI: a thread that
+    hands each event of ``plan["events"]`` to ``event_handler``, writes ansible's output
+    to ``<artifact_dir>/<ident>/stdout``, stops early (``canceled``, rc 254) once
+    ``cancel_callback`` says so, and ends with ``plan["rc"]``."""
+
+    def run_async(**kwargs):
+        calls.append(kwargs)
+        assert Path(kwargs["private_data_dir"]).is_dir()
+        runner = FakeRunner(None)
+        runner.status = "running"
+        out = Path(kwargs["artifact_dir"]) / kwargs["ident"]
+
+        def work():
+            out.mkdir(parents=True, exist_ok=True)
+            with (out / "stdout").open("w") as stream:
+                for event in plan.get("events", []):
+                    plan.get("before_event", lambda: None)()
+                    if kwargs["cancel_callback"]():
+                        runner.rc, runner.status, runner.canceled = 254, "canceled", True
+                        return
+                    stream.write(f"{event['event']} {event['event_data'].get('task', '')}\n")
+                    kwargs["event_handler"](event)
+                    plan.get("after_event", lambda event: None)(event)
+            runner.rc = plan["rc"]
+            runner.status = "successful" if plan["rc"] == 0 else "failed"
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        return thread, runner
+
+    return run_async
+
+
+@pytest.fixture(autouse=True)
+def no_real_ansible(monkeypatch):
+    """No test here runs the real lab playbook (it starts VMs): a test that runs one
+    replaces ansible-runner with the ``ansible`` fixture or a fake of its own."""
+    import ansible_runner
+
+    monkeypatch.setattr(ansible_runner, "run", lambda **k: pytest.fail("real run"))
+    monkeypatch.setattr(ansible_runner, "run_async", lambda **k: pytest.fail("real run"))
 
 
 @pytest.fixture
-def ansible(monkeypatch):
-    """``ansible_runner.run`` replaced: records its keyword arguments, returns *rc*."""
+def ansible(monkeypatch, tmp_path):
+    """``ansible_runner.run`` (``-v``) and ``run_async`` (the progress display) replaced:
+    both record their keyword arguments; the runs directory is under *tmp_path*."""
     import ansible_runner
 
     calls = []
@@ -61,6 +112,8 @@ def ansible(monkeypatch):
         return FakeRunner(plan["rc"])
 
     monkeypatch.setattr(ansible_runner, "run", run)
+    monkeypatch.setattr(ansible_runner, "run_async", fake_run_async(plan, calls))
+    monkeypatch.setenv("DAMON_FLEET_RUNS_DIR", str(tmp_path / "runs"))
     return plan, calls
 
 
@@ -86,7 +139,12 @@ def test_up_runs_the_lab_playbook_with_the_role_inputs(tmp_path, ansible, capsys
     (call,) = calls
     assert call["playbook"] == str(lab_cli.PLAYBOOK)
     assert call["envvars"]["ANSIBLE_CONFIG"].endswith("/ansible.cfg")
-    assert not Path(call["private_data_dir"]).exists()  # removed after the run
+    run_dir = Path(call["private_data_dir"])
+    assert run_dir.parent == tmp_path / "runs"  # a run directory of the runs dir, kept
+    assert call["artifact_dir"] == str(run_dir / "artifacts")
+    assert not (run_dir / "env" / "extravars").exists()  # removed after the run
+    assert call["inventory"] == str(lab_cli.run_cli.DEFAULT_INVENTORY)
+    assert call["quiet"] is True
     extravars = call["extravars"]
     assert extravars["lab_fleet_state"] == "present"
     assert extravars["lab_fleet_count"] == 1
@@ -264,15 +322,28 @@ def test_sigterm_stops_lab_up_through_the_runner_cancel(tmp_path, monkeypatch, c
 
     seen = []
 
-    def run(**kwargs):
+    def run_async(**kwargs):
         cancel = kwargs["cancel_callback"]
-        seen.append(cancel())
-        os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread
-        seen.append(cancel())
-        return FakeRunner(254)  # what ansible-runner returns once canceled
+        runner = FakeRunner(None)
+
+        def work():
+            seen.append(cancel())
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread
+            for _ in range(200):  # ansible-runner polls its cancel_callback
+                if cancel():
+                    break
+                time.sleep(0.01)
+            seen.append(cancel())
+            runner.rc, runner.status, runner.canceled = 254, "canceled", True
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        return thread, runner
 
     saved = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(ansible_runner, "run", run)
+    monkeypatch.setattr(ansible_runner, "run", lambda **k: pytest.fail("ran"))
+    monkeypatch.setattr(ansible_runner, "run_async", run_async)
+    monkeypatch.setenv("DAMON_FLEET_RUNS_DIR", str(tmp_path / "runs"))
     try:
         assert main(["lab", "up", "--state-dir", str(tmp_path), "--count", "1"]) == 143
     finally:
@@ -282,3 +353,84 @@ def test_sigterm_stops_lab_up_through_the_runner_cancel(tmp_path, monkeypatch, c
     captured = capsys.readouterr()
     assert "damon-fleet lab: SIGTERM: ansible stopped" in captured.err
     assert captured.out.startswith("damon-fleet lab up: stopped in ")
+
+
+# --- progress -----------------------------------------------------------------------------
+
+MARKERS = Path(__file__).parent.parent / "fixtures" / "runner-events" / "localhost-lab-markers.json"
+
+
+def lab_events(tmp_path, build_log_text):
+    """The REAL events of the lab's marker tasks (see the fixture's ``_captured``), the
+    build's paths moved into *tmp_path*: a build log holding *build_log_text*, its config,
+    and no earlier build."""
+    build = tmp_path / "builds" / "a9b2c61ae1929d12"
+    build.mkdir(parents=True)
+    (build / "build.log").write_text(build_log_text)
+    (build / "config").write_text("CONFIG_DAMON=y\nCONFIG_DAMON_SYSFS=y\n")
+    found = json.loads(MARKERS.read_text())["events"]
+    # As if they happened now: the display's clock is the events' and the machine's.
+    shift = time.time() - datetime.datetime.fromisoformat(found[0]["created"]).timestamp()
+    for event in found:
+        stamp = datetime.datetime.fromisoformat(event["created"]).timestamp() + shift
+        event["created"] = datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat()
+        stats = event["event_data"].get("res", {}).get("ansible_stats")
+        data = stats["data"]["damon_fleet"] if stats else {}
+        if data.get("event") == "build_log":
+            data.update(
+                log=str(build / "build.log"),
+                config=str(build / "config"),
+                builds_dir=str(tmp_path / "builds"),
+            )
+    return found
+
+
+# ~/.cache/damon-fleet/builds/a9b2c61ae1929d12/build.log, lines 58-60: 2 objects.
+LOG_LINES = """\
+  CC      scripts/mod/empty.o
+  HOSTCC  scripts/mod/mk_elfconfig
+  CC      scripts/mod/devicetable-offsets.s
+"""
+
+
+def test_up_shows_stages_and_names_the_log_on_failure(tmp_path, ansible, capsys):
+    """Plain lines (no terminal): each stage once, the VMs of the boot stage, the build's
+    expected objects (an estimate from its 2-option config: 5), the failure, and the
+    file holding Ansible's whole output."""
+    plan, calls = ansible
+    plan["events"] = lab_events(tmp_path, LOG_LINES)
+    plan["rc"] = 2
+    # The build runs long enough for the display to look at its log (every 0.25 s).
+    plan["after_event"] = lambda event: (
+        time.sleep(0.6) if (marker(event) or {}).get("event") == "build_log" else None
+    )
+    assert main(["lab", "up", "--state-dir", str(tmp_path / "s"), "--count", "2"]) == 2
+    (call,) = calls
+    run_dir = Path(call["private_data_dir"])
+    log = run_dir / "artifacts" / "ansible" / "stdout"
+    captured = capsys.readouterr()
+    assert captured.out.startswith("damon-fleet lab up: failed in ")
+    assert captured.err.splitlines() == [
+        f"damon-fleet lab up: run {run_dir}; ansible's log: {log}",
+        "[00:00] kernel",
+        "[00:00] kernel build: 5 objects expected (estimate from .config)",
+        "[00:03] image",
+        "[00:03] disk",
+        "[00:04] boot lab1, lab2",
+        "[00:04] localhost FAILED in boot: Fail as a boot can: lab1 did not answer on SSH in time",
+        "[00:04] finished: 0 ok, 1 failed (localhost)",
+        f"damon-fleet lab up: failed; Ansible's full log: {log}",
+    ]
+    assert "Fail as a boot can" in log.read_text()  # the whole output is in the file
+
+
+def test_verbose_up_streams_ansible_as_before(tmp_path, ansible, capsys):
+    _, calls = ansible
+    assert main(["lab", "up", "-v", "--state-dir", str(tmp_path / "s"), "--count", "1"]) == 0
+    (call,) = calls
+    assert call["quiet"] is False and call["verbosity"] == 1
+    assert "artifact_dir" not in call  # ansible-runner's own temporary folder
+    assert not (tmp_path / "runs").exists()
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.startswith("damon-fleet lab up: done in ")
