@@ -11,7 +11,8 @@ import json
 from conftest import FIXTURES
 from event_markers import marker_event, with_markers
 
-from damon_fleet.progress import Progress, format_elapsed
+from damon_fleet.events import LAB_STAGES, STAGES
+from damon_fleet.progress import Progress, event_time, format_elapsed
 
 EVENTS = FIXTURES / "runner-events"
 
@@ -155,3 +156,84 @@ def test_format_elapsed():
     assert format_elapsed(0) == "00:00"
     assert format_elapsed(75.9) == "01:15"
     assert format_elapsed(3723) == "1:02:03"
+
+
+# --- the kernel build's objects ---------------------------------------------------------
+
+# ~/.cache/damon-fleet/builds/a9b2c61ae1929d12/build.log, lines 58-60: 2 objects.
+BUILD_LINES = """\
+  CC      scripts/mod/empty.o
+  HOSTCC  scripts/mod/mk_elfconfig
+  CC      scripts/mod/devicetable-offsets.s
+"""
+
+
+def lab_marker_events(tmp_path):
+    """The REAL events of lab up's marker tasks (localhost-lab-markers.json), the build
+    log and config moved into *tmp_path* (a 2-option config: 5 objects expected)."""
+    (tmp_path / "build.log").write_text("")
+    (tmp_path / "config").write_text("CONFIG_DAMON=y\nCONFIG_DAMON_SYSFS=y\n")
+    found = events("localhost-lab-markers.json")
+    for event in found:
+        stats = event["event_data"].get("res", {}).get("ansible_stats")
+        data = stats["data"]["damon_fleet"] if stats else {}
+        if data.get("event") == "build_log":
+            data.update(log=str(tmp_path / "build.log"), config=str(tmp_path / "config"))
+            data.pop("builds_dir")
+    return found
+
+
+def test_lab_up_stages_and_the_build_objects_with_an_eta(tmp_path):
+    progress = Progress(stages=LAB_STAGES)
+    found = lab_marker_events(tmp_path)
+    at_build = next(i for i, e in enumerate(found) if "build_log" in json.dumps(e))
+    assert feed_all(progress, found[: at_build + 1]) == ["[00:00] kernel"]
+    start = event_time(found[at_build])
+    assert progress.poll(start, plain=True) == [
+        "[00:00] kernel build: 5 objects expected (estimate from .config)"
+    ]
+    (tmp_path / "build.log").write_text(BUILD_LINES)
+    assert progress.poll(start + 10, plain=True) == []  # at most one line in 30 s
+    assert progress.poll(start + 31, plain=True) == [
+        "[00:31] kernel build: objects 2/5 (estimate from .config), ETA 00:46"
+    ]
+    assert progress.poll(start + 40, plain=False) == []  # a terminal has the bar
+    assert progress.fraction() == (2 / 5) / len(LAB_STAGES)
+    assert progress.bar(120, now=start + 40) == (
+        "[##..................]  10% 00:40 kernel objects 2/5 (estimate from .config), "
+        "ETA 01:00 | localhost 00:40"
+    )
+    lines = feed_all(progress, found[at_build + 1 :])
+    assert lines[:3] == ["[00:03] image", "[00:03] disk", "[00:04] boot lab1, lab2"]
+    assert progress.build is not None and progress.build.finished
+    assert "objects" not in progress.bar(120)
+    with (tmp_path / "build.log").open("a") as out:
+        out.write(BUILD_LINES)
+    assert progress.poll(start + 100, plain=True) == []  # a finished build is not read
+
+
+def test_deploy_build_stage_shows_the_objects_until_the_build_event(tmp_path):
+    (tmp_path / "build.log").write_text(BUILD_LINES)
+    (tmp_path / "config").write_text("CONFIG_DAMON=y\nCONFIG_DAMON_SYSFS=y\n")
+    progress = Progress(stages=STAGES)
+    stamp = "2026-11-30T12:00:00+00:00"
+    log = {"event": "build_log", "log": str(tmp_path / "build.log")}
+    feed_all(
+        progress,
+        [
+            marker_event("localhost", stamp, {"event": "stage", "stage": "build"}),
+            marker_event("builder", "2026-11-30T12:00:05+00:00", log),
+        ],
+    )
+    start = event_time({"created": "2026-11-30T12:00:05+00:00"})
+    assert progress.poll(start) == [
+        "[00:05] kernel build: 5 objects expected (estimate from .config)"
+    ]
+    progress.poll(start + 20)
+    assert "build objects 2/5 (estimate from .config), ETA 00:30" in progress.bar(
+        200, now=start + 20
+    )
+    build = {"event": "build", "seconds": 95.0, "result": "built"}
+    lines = feed_all(progress, [marker_event("localhost", "2026-11-30T12:01:35+00:00", build)])
+    assert lines == ["[01:35] build: 95.0 s (built)"]
+    assert "objects" not in progress.bar(200, now=start + 95)
