@@ -85,12 +85,12 @@ def expected_objects(log: Path, config: Path, builds_dir: Path | None) -> Expect
                 continue
             theirs = _read(other.parent / config.name)
             if current is not None and theirs == current:
-                return Expected(objects, f"previous build {other.parent.name}")
+                return Expected(objects, f"previous build {other.parent.name[:8]}")
             if scaled is None and current is not None and theirs is not None:
                 options = count_options(theirs)
                 if options:
                     count = round(objects * count_options(current) / options)
-                    scaled = Expected(count, f"previous build {other.parent.name}, scaled")
+                    scaled = Expected(count, f"previous build {other.parent.name[:8]}, scaled")
         if scaled is not None:
             return scaled
     if current is None or count_options(current) == 0:
