@@ -120,16 +120,19 @@ class BuildWatch:
 
     @classmethod
     def from_event(cls, found: Mapping[str, Any], started: float) -> BuildWatch | None:
-        """The watch of a ``build_log`` event (None without a log path)."""
+        """The watch of a ``build_log`` event; None without a log path, or when the
+        build's config is not on this machine (a builder elsewhere: its log cannot be
+        read here)."""
         log = found.get("log")
         if not isinstance(log, str) or not log:
             return None
-        config = found.get("config")
+        given = found.get("config")
+        config = Path(given) if isinstance(given, str) and given else Path(log).with_name("config")
+        if not config.is_file():
+            return None
         builds = found.get("builds_dir")
         expected = expected_objects(
-            Path(log),
-            Path(config) if isinstance(config, str) and config else Path(log).with_name("config"),
-            Path(builds) if isinstance(builds, str) and builds else None,
+            Path(log), config, Path(builds) if isinstance(builds, str) and builds else None
         )
         return cls(log=Path(log), started=started, expected=expected)
 

@@ -191,3 +191,6 @@ def test_a_watch_from_a_build_log_event(tmp_path):
     assert watch.built == 3
     assert watch.fraction() == 3 / 14
     assert BuildWatch.from_event({"event": "build_log"}, started=0.0) is None
+    # a build on another machine: its config is not here, nothing to watch
+    elsewhere = {**event, "config": str(tmp_path / "elsewhere" / "config")}
+    assert BuildWatch.from_event(elsewhere, started=5.0) is None
