@@ -126,13 +126,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (lab.inventory / "hosts.yml").write_text(f"plugin: lab_fleet\nstate_dir: {lab.state_dir}\n")
     (lab.inventory / "group_vars").symlink_to(REPO_ROOT / "inventories" / "lab" / "group_vars")
     started = time.monotonic()
-    up = cli("lab", "up", "--count", "2", *lab.lab_args)
+    # lab up's own run directory (Ansible's log) apart from the deploys' runs
+    lab_runs = ["--runs-dir", str(lab.root / "lab-runs")]
+    up = cli("lab", "up", "--count", "2", *lab.lab_args, *lab_runs)
     TIMINGS["lab up"] = time.monotonic() - started
     try:
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
         yield lab
     finally:
-        cli("lab", "down", *lab.lab_args, timeout=300)
+        cli("lab", "down", *lab.lab_args, *lab_runs, timeout=300)
         print("\ndamon-fleet CLI on the lab:")
         for label, seconds in TIMINGS.items():
             print(f"  {label}: {seconds:.1f}s")
