@@ -140,6 +140,11 @@ def _run(command: str, args: argparse.Namespace, extravars: dict[str, Any]) -> i
     if args.verbose:
         rc, run_dir = run_playbook(extravars, args.verbose), None
     else:
+        try:
+            run_cli.check_runs_dir(Path(args.runs_dir), create=True)
+        except run_cli.BadInput as exc:
+            print(f"damon-fleet lab {command}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         tty = sys.stderr.isatty() and not args.no_progress_bar
         rc, run_dir = run_with_progress(command, extravars, Path(args.runs_dir), tty)
     outcome = _outcome(rc)

@@ -434,3 +434,15 @@ def test_verbose_up_streams_ansible_as_before(tmp_path, ansible, capsys):
     captured = capsys.readouterr()
     assert captured.err == ""
     assert captured.out.startswith("damon-fleet lab up: done in ")
+
+
+def test_a_runs_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path, ansible, capsys):
+    _, calls = ansible
+    taken = tmp_path / "file"
+    taken.write_text("")
+    argv = ["lab", "up", "--state-dir", str(tmp_path / "s"), "--runs-dir", str(taken)]
+    assert main(argv) == 2
+    assert calls == []
+    captured = capsys.readouterr()
+    assert captured.err == f"damon-fleet lab up: --runs-dir {taken} is not a directory\n"
+    assert captured.out == ""
