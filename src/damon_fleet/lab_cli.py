@@ -123,6 +123,7 @@ def run_with_progress(
                 printer.event,
                 printer.tick,
                 stop=stop,
+                stopping=f"{name}: {{signal}}: stopping ansible (a second signal stops at once)...",
             )
         finally:
             printer.close()

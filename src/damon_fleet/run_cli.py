@@ -648,12 +648,15 @@ def run_playbook(
     on_event: Callable[[Mapping[str, Any]], None],
     tick: Callable[[], None] = lambda: None,
     stop: StopSignals | None = None,
+    stopping: str = "damon-fleet: {signal}: stopping ansible (the report follows; "
+    "a second signal stops at once)...",
 ) -> RunResult:
     """Run *playbook* with ansible-runner in a thread and return what happened.
 
     *stop* (held by the caller) is ansible-runner's ``cancel_callback``: once a signal
     sets it, the runner kills ansible-playbook and the run ends as canceled. A stop asked
-    for before the start starts nothing. The extra vars file ansible-runner writes
+    for before the start starts nothing; *stopping* is what it says then (``{signal}``
+    the signal's name). The extra vars file ansible-runner writes
     (``env/extravars``, which may hold secrets) is removed when the run ends.
     """
     import ansible_runner
@@ -696,11 +699,7 @@ def run_playbook(
             if stop.is_set() and not announced:
                 announced = True
                 name = signal_name(stop.signum or signal.SIGINT)
-                print(
-                    f"\ndamon-fleet: {name}: stopping ansible (the report follows; "
-                    "a second signal stops at once)...",
-                    file=sys.stderr,
-                )
+                print("\n" + stopping.format(signal=name), file=sys.stderr)
             tick()
         thread.join()
     finally:

@@ -352,6 +352,10 @@ def test_sigterm_stops_lab_up_through_the_runner_cancel(tmp_path, monkeypatch, c
     assert seen == [False, True]
     captured = capsys.readouterr()
     assert "damon-fleet lab: SIGTERM: ansible stopped" in captured.err
+    assert (
+        "\ndamon-fleet lab up: SIGTERM: stopping ansible (a second signal stops at once)...\n"
+        in captured.err
+    )
     assert captured.out.startswith("damon-fleet lab up: stopped in ")
 
 
