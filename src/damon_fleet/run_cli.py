@@ -655,8 +655,8 @@ def run_playbook(
 
     *stop* (held by the caller) is ansible-runner's ``cancel_callback``: once a signal
     sets it, the runner kills ansible-playbook and the run ends as canceled. A stop asked
-    for before the start starts nothing; *stopping* is what it says then (``{signal}``
-    the signal's name). The extra vars file ansible-runner writes
+    for before the start starts nothing. *stopping* is the line printed when a signal
+    arrives during the run (``{signal}``: its name). The extra vars file ansible-runner writes
     (``env/extravars``, which may hold secrets) is removed when the run ends.
     """
     import ansible_runner
