@@ -131,14 +131,15 @@ def _host_entry(host: str, found: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def ratios(entry: Mapping[str, Any]) -> dict[str, float | None]:
-    """B/A per measurement (and per function pair, by position) of one host."""
+    """B/A per measurement (and per function pair: each arm's functions in name order,
+    which pairs the letter's check with check and prepare with prepare) of one host."""
     arms = entry.get("arms") or {}
     a, b = arms.get("A") or {}, arms.get("B") or {}
     out: dict[str, float | None] = {}
     if b.get("not_measurable"):
         return out
-    fa = list((a.get("functions") or {}).items())
-    fb = list((b.get("functions") or {}).items())
+    fa = sorted((a.get("functions") or {}).items())
+    fb = sorted((b.get("functions") or {}).items())
     for index, ((_, sa), (_, sb)) in enumerate(zip(fa, fb, strict=False)):
         out[f"function{index}.avg_us"] = ratio(sa.get("avg_us"), sb.get("avg_us"))
     for key, *_ in MEASUREMENTS:
@@ -221,8 +222,8 @@ def host_rows(entry: Mapping[str, Any]) -> list[list[str]]:
     a, b = arms.get("A") or {}, arms.get("B") or {}
     values = ratios(entry)
     rows: list[list[str]] = []
-    fa = list((a.get("functions") or {}).items())
-    fb = list((b.get("functions") or {}).items())
+    fa = sorted((a.get("functions") or {}).items())
+    fb = sorted((b.get("functions") or {}).items())
     for index in range(max(len(fa), len(fb))):
         name_a, sa = fa[index] if index < len(fa) else ("-", None)
         name_b, sb = fb[index] if index < len(fb) else ("-", None)
@@ -389,8 +390,8 @@ def chart_svg(doc: Mapping[str, Any]) -> str:
         a_vals, b_vals = [], []
         for entry in entries:
             arms = entry.get("arms") or {}
-            fa = list(((arms.get("A") or {}).get("functions") or {}).values())
-            fb = list(((arms.get("B") or {}).get("functions") or {}).values())
+            fa = [v for _, v in sorted(((arms.get("A") or {}).get("functions") or {}).items())]
+            fb = [v for _, v in sorted(((arms.get("B") or {}).get("functions") or {}).items())]
             a_vals.append(float(fa[index].get("avg_us") or 0) if index < len(fa) else 0.0)
             b_vals.append(float(fb[index].get("avg_us") or 0) if index < len(fb) else 0.0)
         panels.append((title, a_vals, b_vals))
