@@ -18,6 +18,8 @@ The bench reads it at the start and the end of each arm (throughput and batch la
 Only the Python standard library; runs as any user.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import mmap
@@ -26,12 +28,14 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 PAGE = mmap.PAGESIZE
 
 
-def positive(kind):
-    def parse(text):
+def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         value = kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
@@ -40,21 +44,21 @@ def positive(kind):
     return parse
 
 
-def percent(text):
+def percent(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError(f"expected a percentage 0..100, got {text!r}")
     return value
 
 
-def write_stats(path, stats):
+def write_stats(path: str, stats: dict[str, Any]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(stats, handle)
     os.replace(tmp, path)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=positive(int), default=64)
     parser.add_argument("--pattern", choices=("hot", "uniform", "sequential"), default="hot")
@@ -66,7 +70,7 @@ def main(argv=None):
     parser.add_argument("--stats-interval", type=positive(float), default=0.2)
     args = parser.parse_args(argv)
 
-    stop = []
+    stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     memory = mmap.mmap(-1, args.size_mib * 1024 * 1024)
     pages = len(memory) // PAGE
@@ -74,8 +78,15 @@ def main(argv=None):
         memory[page * PAGE] = 1
     hot_pages = max(1, int(pages * args.hot_size_percent / 100))
     rng = random.Random(0)
-    stats = {"ops": 0, "batches": 0, "latency_us_sum": 0.0, "latency_us_max": 0.0,
-             "time": time.monotonic(), "pid": os.getpid(), "pages": pages}
+    stats: dict[str, Any] = {
+        "ops": 0,
+        "batches": 0,
+        "latency_us_sum": 0.0,
+        "latency_us_max": 0.0,
+        "time": time.monotonic(),
+        "pid": os.getpid(),
+        "pages": pages,
+    }
     write_stats(args.stats, stats)
     end = time.monotonic() + args.seconds
     next_stats = time.monotonic() + args.stats_interval
