@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_inventory import lab_ssh
+from lab_inventory import lab_hosts, lab_ssh
 
 from damon_fleet._paths import REPO_ROOT
 from damon_fleet.events import marker
@@ -289,3 +289,33 @@ def test_sigterm_stops_a_deploy_that_resume_then_finishes(lab: Lab) -> None:
             assert lab.ssh(host, "cat /proc/sys/kernel/random/boot_id") == boot_ids[host]
     for host in hosts:
         assert lab.ssh(host, "cat /sys/kernel/mm/damon/admin/kdamonds/0/state") == "on"
+
+
+def test_bench_prints_a_table_and_a_decision_per_host(lab: Lab) -> None:
+    """``damon-fleet bench`` on the deployed lab: per host the A/B table of measured
+    numbers and a decision; ``damon-fleet report`` shows them; DAMON stays as configured."""
+    hosts = sorted(lab_hosts(lab.hosts_file))
+    if {lab.record(h).get("status") for h in hosts} != {"done"}:  # run alone: deploy first
+        deployed = cli("deploy", *lab.run_args(), "-e", f"rollout_state_dir={lab.records}")
+        assert deployed.returncode == 0, deployed.stdout[-4000:] + deployed.stderr[-4000:]
+    started = time.monotonic()
+    bench = cli(
+        "bench", "-i", str(lab.inventory), *lab.run_args(), "-e", f"rollout_state_dir={lab.records}"
+    )
+    TIMINGS["bench (2 hosts)"] = time.monotonic() - started
+    assert bench.returncode == 0, bench.stdout[-4000:] + bench.stderr[-4000:]
+    print("\n" + bench.stdout[-3000:])
+    run = sorted(lab.runs.iterdir())[-1]
+    data = json.loads((run / "bench.json").read_text())
+    measured = {h["host"]: h for h in data["hosts"]}
+    assert set(measured) == set(hosts)
+    for host in hosts:
+        assert not measured[host].get("error"), measured[host]
+        decision = json.loads((lab.records / "bench" / f"{host}.json").read_text())
+        assert decision["decision"] in ("perf-events", "accessed-bits")
+        assert lab.ssh(host, "cat /sys/kernel/mm/damon/admin/kdamonds/0/state") == "on"
+    assert (run / "bench.html").is_file() and (run / "bench.md").is_file()
+    report = cli("report", *lab.run_args()[:2])
+    assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
+    for host in hosts:
+        assert host in report.stdout
