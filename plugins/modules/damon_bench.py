@@ -32,14 +32,18 @@ description:
     and returns its pid (RV(pid)); or finds the pid of a running unit or pid.
   - With O(mode=stop), stops the generator's unit and removes O(run_dir).
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: none
-    description: Measuring is the point; in check mode nothing is measured and the task is skipped.
+    details: Measuring is the point; in check mode nothing is measured and the task is skipped.
   diff_mode:
     support: none
-    description: Changes nothing that a diff could show.
+    details: Changes nothing that a diff could show.
 options:
   mode:
     description:

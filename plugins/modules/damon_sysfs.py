@@ -39,14 +39,18 @@ description:
   - The same code runs at boot without Ansible (C(damon-fleet-apply), installed by the
     C(damon_perf) role).
 author:
-  - damon-fleet contributors
+  - damon-fleet contributors (@damon-fleet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
-    description: Reads the current values and reports the writes it would make.
+    details: Reads the current values and reports the writes it would make.
   diff_mode:
     support: full
-    description: The writes as C(path = value) lines, paths relative to O(root).
+    details: The writes as C(path = value) lines, paths relative to O(root).
 options:
   kdamonds:
     description:
