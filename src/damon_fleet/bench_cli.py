@@ -67,25 +67,5 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
             "stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP)."
         ),
     )
-    parser.add_argument(
-        "-i",
-        "--inventory",
-        default=None,
-        help=f"inventory file (default: {run_cli.DEFAULT_INVENTORY.relative_to(REPO_ROOT)})",
-    )
-    parser.add_argument("-l", "--limit", default=None, help="host pattern, as ansible's")
-    parser.add_argument(
-        "-e",
-        "--extra-vars",
-        dest="extra_vars",
-        action="append",
-        default=[],
-        metavar="VARS",
-        help="KEY=VALUE (VALUE as JSON when it parses), a JSON/YAML mapping or @FILE",
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    parser.add_argument(
-        "--no-progress-bar", action="store_true", help="plain progress lines even on a terminal"
-    )
-    run_cli._runs_dir_option(parser)
+    run_cli.add_run_options(parser)
     parser.set_defaults(func=cmd_bench, check=False)

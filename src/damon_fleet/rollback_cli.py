@@ -16,8 +16,7 @@ import json
 import re
 import sys
 
-from damon_fleet._paths import REPO_ROOT
-from damon_fleet.run_cli import DEFAULT_INVENTORY, EXIT_BAD_INPUT, _runs_dir_option, cmd_run
+from damon_fleet.run_cli import EXIT_BAD_INPUT, add_run_options, cmd_run
 
 
 def release_pattern() -> re.Pattern[str]:
@@ -73,13 +72,7 @@ def add_rollback_parser(subparsers: argparse._SubParsersAction) -> None:  # type
             "stopped by signal N."
         ),
     )
-    parser.add_argument(
-        "-i",
-        "--inventory",
-        default=None,
-        help=f"inventory file (default: {DEFAULT_INVENTORY.relative_to(REPO_ROOT)})",
-    )
-    parser.add_argument("-l", "--limit", default=None, help="host pattern, as ansible's")
+    add_run_options(parser)
     parser.add_argument(
         "--to",
         default=None,
@@ -94,18 +87,4 @@ def add_rollback_parser(subparsers: argparse._SubParsersAction) -> None:  # type
         action="store_true",
         help="remove the rolled-back kernel's packages once the host passed the gate",
     )
-    parser.add_argument(
-        "-e",
-        "--extra-vars",
-        dest="extra_vars",
-        action="append",
-        default=[],
-        metavar="VARS",
-        help="KEY=VALUE (VALUE as JSON when it parses), a JSON/YAML mapping or @FILE",
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    parser.add_argument(
-        "--no-progress-bar", action="store_true", help="plain progress lines even on a terminal"
-    )
-    _runs_dir_option(parser)
     parser.set_defaults(func=cmd_rollback, check=False)

@@ -1166,6 +1166,36 @@ def _runs_dir_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_run_options(parser: argparse.ArgumentParser, check: bool = False) -> None:
+    """The options every command that runs a playbook takes: ``-i``, ``-l``, ``-e``, ``-v``,
+    ``--no-progress-bar``, ``--runs-dir`` (and ``--check`` where check mode makes sense)."""
+    parser.add_argument(
+        "-i",
+        "--inventory",
+        default=None,
+        help=f"inventory file (default: {DEFAULT_INVENTORY.relative_to(REPO_ROOT)})",
+    )
+    parser.add_argument("-l", "--limit", default=None, help="host pattern, as ansible's")
+    if check:
+        parser.add_argument("--check", action="store_true", help="check mode (ansible --check)")
+    parser.add_argument(
+        "-e",
+        "--extra-vars",
+        dest="extra_vars",
+        action="append",
+        default=[],
+        metavar="VARS",
+        help="KEY=VALUE (VALUE as JSON when it parses), a JSON/YAML mapping or @FILE",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument(
+        "--no-progress-bar",
+        action="store_true",
+        help="plain progress lines even on a terminal",
+    )
+    _runs_dir_option(parser)
+
+
 def add_run_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``deploy``, ``detect``, ``configure``, ``verify``, ``report`` and ``status``."""
     helps = {
@@ -1190,30 +1220,7 @@ def add_run_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                 "(password, token, secret, key, vault) are stored redacted."
             ),
         )
-        parser.add_argument(
-            "-i",
-            "--inventory",
-            default=None,
-            help=f"inventory file (default: {DEFAULT_INVENTORY.relative_to(REPO_ROOT)})",
-        )
-        parser.add_argument("-l", "--limit", default=None, help="host pattern, as ansible's")
-        parser.add_argument("--check", action="store_true", help="check mode (ansible --check)")
-        parser.add_argument(
-            "-e",
-            "--extra-vars",
-            dest="extra_vars",
-            action="append",
-            default=[],
-            metavar="VARS",
-            help="KEY=VALUE (VALUE as JSON when it parses), a JSON/YAML mapping or @FILE",
-        )
-        parser.add_argument("-v", "--verbose", action="count", default=0)
-        parser.add_argument(
-            "--no-progress-bar",
-            action="store_true",
-            help="plain progress lines even on a terminal",
-        )
-        _runs_dir_option(parser)
+        add_run_options(parser, check=True)
         if command == "deploy":
             parser.add_argument(
                 "--resume",
