@@ -311,6 +311,8 @@ def test_bench_prints_a_table_and_a_decision_per_host(lab: Lab) -> None:
     assert set(measured) == set(hosts)
     for host in hosts:
         assert not measured[host].get("error"), measured[host]
+        # arm B ran on the host's detected events (the lab profiles have one each)
+        assert "not_measurable" not in measured[host]["arms"]["B"], measured[host]["arms"]["B"]
         decision = json.loads((lab.records / "bench" / f"{host}.json").read_text())
         assert decision["decision"] in ("perf-events", "accessed-bits")
         assert lab.ssh(host, "cat /sys/kernel/mm/damon/admin/kdamonds/0/state") == "on"
