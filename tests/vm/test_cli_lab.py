@@ -296,7 +296,14 @@ def test_bench_prints_a_table_and_a_decision_per_host(lab: Lab) -> None:
     numbers and a decision; ``damon-fleet report`` shows them; DAMON stays as configured."""
     hosts = sorted(lab_hosts(lab.hosts_file))
     if {lab.record(h).get("status") for h in hosts} != {"done"}:  # run alone: deploy first
-        deployed = cli("deploy", *lab.run_args(), "-e", f"rollout_state_dir={lab.records}")
+        deployed = cli(
+            "deploy",
+            "-i",
+            str(lab.inventory),
+            "-e",
+            f"rollout_state_dir={lab.records}",
+            *lab.run_args(),
+        )
         assert deployed.returncode == 0, deployed.stdout[-4000:] + deployed.stderr[-4000:]
     started = time.monotonic()
     bench = cli(
