@@ -108,9 +108,15 @@ def setup_kdamond(vm: LabVm, event: dict[str, str] | None) -> None:
 
 @pytest.fixture
 def vm(lab_series_vm: LabVm) -> Iterator[LabVm]:
-    """The shared VM, left with no kdamond after each test."""
+    """The shared VM with no kdamond before and after each test (other test files share
+    it and may leave DAMON configured, as the benchmark's tests do)."""
+    _no_kdamond(lab_series_vm)
     yield lab_series_vm
-    lab_series_vm.ssh(
+    _no_kdamond(lab_series_vm)
+
+
+def _no_kdamond(vm: LabVm) -> None:
+    vm.ssh(
         f'if [ -e {KDAMOND}/state ] && [ "$(cat {KDAMOND}/state)" = on ]; '
         f"then echo off > {KDAMOND}/state; fi; echo 0 > {ADMIN}/kdamonds/nr_kdamonds",
         check=False,
