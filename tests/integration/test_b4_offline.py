@@ -42,6 +42,7 @@ from b4_offline_world import (
     timed,
 )
 from git_base import BRANCH, git
+from kernel_build_play import kernel_build_play
 
 # Fixtures of this module (imported: the folder has no conftest.py of its own).
 __all__ = ["git_base", "offline_world", "print_timings"]
@@ -80,27 +81,7 @@ def build(world: World, label: str, **extra: Any) -> Run:
     """Run the kernel_build role on localhost as the lab does; time it."""
     n = len(world.state.setdefault("runs", []))
     result = world.work / f"result-{n}.json"
-    play = [
-        {
-            "name": "Build the series",
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            "roles": [{"role": str(ROOT / "roles" / "kernel_build")}],
-            "post_tasks": [
-                {
-                    "name": "Save the build result",
-                    "ansible.builtin.copy": {
-                        "content": "{{ kernel_build_result | to_json }}",
-                        "dest": str(result),
-                        "mode": "0644",
-                    },
-                    # The test's own file: the recap counts only the role's changes.
-                    "changed_when": False,
-                }
-            ],
-        }
-    ]
+    play = kernel_build_play(result)
     variables = {
         **LAB_VARS,
         "kernel_build_series": SERIES,

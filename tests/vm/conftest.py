@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kernel_build_play import kernel_build_play
 
 from damon_fleet._paths import REPO_ROOT, runner_envvars
 from damon_fleet.labvm import LabVm, build_image, build_kernel, ssh_key_path
@@ -88,25 +89,7 @@ def lab_series_build_vars() -> dict[str, Any]:
 def build_lab_series(workdir: Path) -> dict[str, Any]:
     """Run the kernel_build role on the lab series (a no-op when cached); return its result."""
     result = workdir / "kernel_build_result.json"
-    play = [
-        {
-            "name": "Build the lab series kernel",
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            "roles": [{"role": str(REPO_ROOT / "roles" / "kernel_build")}],
-            "post_tasks": [
-                {
-                    "name": "Save the build result",
-                    "ansible.builtin.copy": {
-                        "content": "{{ kernel_build_result | to_json }}",
-                        "dest": str(result),
-                        "mode": "0644",
-                    },
-                }
-            ],
-        }
-    ]
+    play = kernel_build_play(result, "Build the lab series kernel")
     (workdir / "build.yml").write_text(yaml.safe_dump(play, sort_keys=False))
     (workdir / "vars.yml").write_text(yaml.safe_dump(lab_series_build_vars()))
     proc = subprocess.run(
