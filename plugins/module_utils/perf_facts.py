@@ -16,6 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible.module_utils.damon_spec import (
+    PERF_EVENT_INFO_KEYS,
+    PERF_EVENT_KEYS,
+    SpecError,
+    parse_perf_event,
+)
 from ansible.module_utils.perf_mem_vv import damon_events, parse, summarize
 from ansible.module_utils.perf_pmu import Pmu, pmu_by_type, pmu_sysfs_summary, read_pmus
 
@@ -107,24 +113,25 @@ def parse_perf_version(text: str) -> str | None:
 
 
 def normalize_events(events: Sequence[Mapping[str, Any]], source: str) -> list[dict[str, Any]]:
-    """Validate events pinned in inventory; ints or ``0x`` strings, u64 range."""
+    """Validate events pinned in inventory; ints or ``0x`` strings, u64 range.
+
+    The accepted keys are ``damon_spec``'s (the ``damon_perf`` role reads the same
+    ``damon_perf_events``): the four perf values, optionally ``sample_freq`` and
+    ``sample_phys_addr``, and the informational ``pmu`` and ``name``. The per-event
+    sampling values are checked by ``damon_spec`` and passed through unchanged.
+    """
+    accepted = ", ".join((*PERF_EVENT_INFO_KEYS, *PERF_EVENT_KEYS))
     if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
-        raise PerfFactsError(
-            f"{source} must be a list of {{pmu, type, config, config1, config2}} mappings"
-        )
+        raise PerfFactsError(f"{source} must be a list of mappings with keys {accepted}")
     result: list[dict[str, Any]] = []
     for index, event in enumerate(events):
         where = f"{source}[{index}]"
         if not isinstance(event, Mapping):
-            raise PerfFactsError(
-                f"{where} must be a mapping with keys pmu, type, config, config1, config2; "
-                f"got {event!r}"
-            )
-        unknown = sorted(set(event) - {"pmu", *EVENT_KEYS})
+            raise PerfFactsError(f"{where} must be a mapping with keys {accepted}; got {event!r}")
+        unknown = sorted(set(event) - {*PERF_EVENT_INFO_KEYS, *PERF_EVENT_KEYS})
         if unknown:
             raise PerfFactsError(
-                f"{where} has unknown key(s) {', '.join(unknown)}; "
-                "accepted: pmu, type, config, config1, config2"
+                f"{where} has unknown key(s) {', '.join(map(str, unknown))}; accepted: {accepted}"
             )
         if "type" not in event or "config" not in event:
             raise PerfFactsError(f"{where} needs at least 'type' and 'config'")
@@ -133,6 +140,18 @@ def normalize_events(events: Sequence[Mapping[str, Any]], source: str) -> list[d
             raise PerfFactsError(f"{where}.pmu must be a PMU name string or null")
         for key in EVENT_KEYS:
             out[key] = _u64(event.get(key, 0), f"{where}.{key}")
+        try:
+            parsed = parse_perf_event(event, where)
+        except SpecError as err:
+            raise PerfFactsError("; ".join(err.problems)) from err
+        if parsed.sample_freq is not None:
+            out["sample_freq"] = parsed.sample_freq
+        if parsed.sample_phys_addr is not None:
+            out["sample_phys_addr"] = parsed.sample_phys_addr
+        if event.get("name") is not None:
+            if not isinstance(event["name"], str):
+                raise PerfFactsError(f"{where}.name must be a string (a label) or null")
+            out["name"] = event["name"]
         result.append(out)
     return result
 

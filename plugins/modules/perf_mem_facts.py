@@ -51,7 +51,8 @@ options:
       - Events pinned in inventory (C(damon_perf_events)). When set, detection is skipped and
         these are validated and returned.
       - Each item has C(type) and C(config), optionally C(config1), C(config2) (integers or
-        C(0x) strings) and C(pmu).
+        C(0x) strings), C(sample_freq) and C(sample_phys_addr) (passed through as given, for
+        the C(damon_perf) role, which reads the same list), and the labels C(pmu) and C(name).
     type: list
     elements: dict
   sysfs_root:

@@ -187,7 +187,10 @@ def test_pinned_events_skip_detection(tmp_path: Path) -> None:
         ([{"type": 4}], "damon_perf_events[0] needs at least 'type' and 'config'"),
         ([{"type": 4, "config": "0xzz"}], "damon_perf_events[0].config must be an integer"),
         ([{"type": 4, "config": -1}], "damon_perf_events[0].config must be between 0 and"),
-        ([{"type": 4, "config": 1, "ldlat": 3}], "unknown key(s) ldlat; accepted: pmu, type"),
+        ([{"type": 4, "config": 1, "ldlat": 3}], "unknown key(s) ldlat; accepted: pmu, name, type"),
+        ([{"type": 4, "config": 1, "sample_freq": 0}], "damon_perf_events[0].sample_freq"),
+        ([{"type": 4, "config": 1, "sample_phys_addr": "maybe"}], "[0].sample_phys_addr"),
+        ([{"type": 4, "config": 1, "name": 7}], "damon_perf_events[0].name must be a string"),
     ],
 )
 def test_bad_pinned_events_fail_naming_the_input(
@@ -211,6 +214,27 @@ def test_cpuinfo_of_a_real_amd_guest() -> None:
 def test_cpuinfo_empty_or_missing() -> None:
     assert parse_cpuinfo(None).vendor is None
     assert parse_cpuinfo("garbage without colons\n").model is None
+
+
+def test_pinned_events_keep_the_sampling_keys_damon_perf_accepts() -> None:
+    """perf_detect and damon_perf read the same damon_perf_events: what one accepts, the
+    other does, and the per-event sampling values reach damon_perf unchanged."""
+    pinned = [
+        {"type": "0x4", "config": "0x1cd", "config1": 31, "sample_freq": 100, "pmu": "cpu"},
+        {"type": 1, "config": 0, "sample_phys_addr": True, "name": "cpu-clock"},
+    ]
+    assert normalize_events(pinned, "damon_perf_events") == [
+        {"pmu": "cpu", "type": 4, "config": 0x1CD, "config1": 31, "config2": 0, "sample_freq": 100},
+        {
+            "pmu": None,
+            "type": 1,
+            "config": 0,
+            "config1": 0,
+            "config2": 0,
+            "sample_phys_addr": True,
+            "name": "cpu-clock",
+        },
+    ]
 
 
 def test_normalize_rejects_a_string() -> None:
