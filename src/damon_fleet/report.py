@@ -440,6 +440,14 @@ def _host_row(
             if isinstance(phases.get(name), Mapping) and phases[name].get("seconds") is not None
         },
         "stage_seconds": dict(info.get("stage_seconds") or {}),
+        "overhead": tool_overhead(
+            {
+                name: phases[name].get("seconds")
+                for name in ("install", "reboot")
+                if isinstance(phases.get(name), Mapping)
+            },
+            info.get("stage_seconds") or {},
+        ),
         "error": (record or {}).get("error"),
         "last_task": info.get("last_task") if outcome == "interrupted" else None,
     }
@@ -524,6 +532,33 @@ def format_event(event: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def tool_overhead(
+    phase_seconds: Mapping[str, Any], stage_seconds: Mapping[str, Any]
+) -> dict[str, float] | None:
+    """The tool's own time in a host's rollout, against the bare install + reboot.
+
+    ``seconds`` is the host's rollout span (its first to its last event in the rollout
+    stage) minus the install and reboot phases: the checks before anything changes, the
+    gate, making the kernel the default, the records and everything else the tool does.
+    ``percent`` is that over install + reboot. None when a figure is missing (no rollout
+    in this run, or a host that did not reboot).
+    """
+    install, reboot = phase_seconds.get("install"), phase_seconds.get("reboot")
+    span = stage_seconds.get("rollout")
+    figures = (install, reboot, span)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in figures):
+        return None
+    bare = float(install) + float(reboot)  # type: ignore[arg-type]
+    if bare <= 0:
+        return None
+    seconds = max(float(span) - bare, 0.0)  # type: ignore[arg-type]
+    return {
+        "seconds": round(seconds, 1),
+        "bare_seconds": round(bare, 1),
+        "percent": round(100.0 * seconds / bare, 1),
+    }
+
+
 def _seconds(value: Any) -> str:
     if not isinstance(value, int | float):
         return "-"
@@ -576,6 +611,12 @@ def cells(row: Mapping[str, Any]) -> dict[str, str]:
         for k, v in (row.get("stage_seconds") or {}).items()
         if k != "rollout" or not row.get("phase_seconds")
     ]
+    overhead = row.get("overhead")
+    if isinstance(overhead, Mapping) and isinstance(overhead.get("percent"), int | float):
+        times.append(
+            f"tool {_seconds(overhead.get('seconds'))} = {overhead['percent']:g}% over "
+            f"install + reboot {_seconds(overhead.get('bare_seconds'))}"
+        )
     outcome = str(row.get("outcome"))
     return {
         "host": str(row.get("host")),
@@ -879,7 +920,7 @@ def report_problem(report: object) -> str | None:
         for key in _ROW_MAPPINGS:
             if row.get(key) is not None and not isinstance(row[key], Mapping):
                 return f"{where}.{key} is not an object"
-        for key in ("phase_seconds", "stage_seconds"):
+        for key in ("phase_seconds", "stage_seconds", "overhead"):
             if row.get(key) is not None and not isinstance(row[key], Mapping):
                 return f"{where}.{key} is not an object"
         gate = row.get("gate") or {}

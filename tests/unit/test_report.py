@@ -156,7 +156,12 @@ def test_deploy_report_joins_events_and_records():
     assert cells["gate"] == "FAILED (release, layout)"
     assert cells["kernel"] == BEFORE
     assert report.cells(lab1)["kernel"] == f"{BEFORE} -> {RELEASE}"
-    assert report.cells(lab1)["time"] == "install 78s, reboot 37s, gate 4.7s, default 15s"
+    assert report.cells(lab1)["time"] == (
+        "install 78s, reboot 37s, gate 4.7s, default 15s, "
+        "tool 49s = 42.8% over install + reboot 115s"
+    )
+    # the tool's own time: the host's rollout span (164.6 s) minus install + reboot
+    assert lab1["overhead"] == {"seconds": 49.3, "bare_seconds": 115.3, "percent": 42.8}
 
 
 def test_table_markdown_and_html_renderings():
@@ -367,3 +372,22 @@ def test_perf_effective_yes_on_a_stand_in_is_never_bare(tmp_path):
     assert report.cells(row)["perf_effective"] == "yes (stand-in kernel)"
     (status,) = report.fleet_status([rep])
     assert "  yes (stand-in kernel)  " in report.render_status([status])
+
+
+def test_tool_overhead_is_the_rollout_span_beyond_install_and_reboot():
+    assert report.tool_overhead({"install": 80, "reboot": 37}, {"rollout": 128.7}) == {
+        "seconds": 11.7,
+        "bare_seconds": 117.0,
+        "percent": 10.0,
+    }
+    # a host that was not rebooted (rollout_reboot_ok false) or no rollout in the run
+    assert report.tool_overhead({"install": 80}, {"rollout": 90}) is None
+    assert report.tool_overhead({"install": 80, "reboot": 37}, {"configure": 3}) is None
+    assert report.tool_overhead({"install": True, "reboot": 37}, {"rollout": 90}) is None
+    assert report.tool_overhead({"install": 0, "reboot": 0}, {"rollout": 9}) is None
+    # clocks of controller events and host records disagree by a little: never negative
+    assert report.tool_overhead({"install": 80, "reboot": 37}, {"rollout": 116.5}) == {
+        "seconds": 0.0,
+        "bare_seconds": 117.0,
+        "percent": 0.0,
+    }

@@ -188,6 +188,7 @@ def test_the_whole_deploy_report() -> None:
         "perf_effective": None,
         "phase_seconds": {"install": 78.1, "reboot": 37.2, "gate": 4.7, "default": 14.7},
         "stage_seconds": {"rollout": 164.6},
+        "overhead": {"seconds": 49.3, "bare_seconds": 115.3, "percent": 42.8},
         "error": None,
         "last_task": None,
     }
@@ -214,6 +215,7 @@ def test_the_whole_deploy_report() -> None:
         "gate": {"passed": False, "checks": checks_of("lab2")},
         "phase_seconds": {"install": 71.4, "reboot": 47.2, "gate": 4.0, "fallback": 12.8},
         "stage_seconds": lab2["stage_seconds"],
+        "overhead": {"seconds": 42.5, "bare_seconds": 118.6, "percent": 35.8},
         "error": GATE_ERROR,
     }
     assert set(lab2["stage_seconds"]) == {"rollout"}
@@ -228,6 +230,7 @@ def test_the_whole_deploy_report() -> None:
         "perf_effective": None,
         "phase_seconds": {},
         "stage_seconds": {},
+        "overhead": None,
         "error": None,
         "last_task": None,
     }
@@ -276,6 +279,7 @@ def test_the_whole_configure_check_report() -> None:
         "perf_evidence": NO_EVENT_EVIDENCE,
         "phase_seconds": {},
         "stage_seconds": {"configure": 2.0},
+        "overhead": None,
         "error": None,
         "last_task": None,
     }
@@ -311,6 +315,7 @@ def test_the_whole_unreachable_report() -> None:
         "perf_effective": None,
         "phase_seconds": {},
         "stage_seconds": {"detect": 0.8},
+        "overhead": None,
         "error": None,
         "last_task": None,
     }
@@ -478,11 +483,13 @@ def test_the_deploy_table() -> None:
         "host  outcome      kernel before -> after" + " " * 42 + "gate                      "
         "perf (classification, events)  DAMON  time per phase",
         "----  -----------  " + "-" * 62 + "  ------------------------  "
-        "-----------------------------  -----  " + "-" * 48,
+        "-----------------------------  -----  " + "-" * 93,
         f"lab1  done         {kernel}  passed                    -                              "
-        "-      install 78s, reboot 37s, gate 4.7s, default 15s",
+        "-      install 78s, reboot 37s, gate 4.7s, default 15s, "
+        "tool 49s = 42.8% over install + reboot 115s",
         f"lab2  FAILED       {BEFORE}" + " " * 43 + "FAILED (release, layout)  "
-        "-                              -      install 71s, reboot 47s, gate 4.0s, fallback 13s",
+        "-                              -      install 71s, reboot 47s, gate 4.0s, fallback 13s, "
+        "tool 42s = 35.8% over install + reboot 119s",
         "lab3  not_reached  -" + " " * 63 + "-                         "
         "-                              -      -",
         "",
@@ -516,9 +523,11 @@ def test_the_deploy_markdown() -> None:
             "| DAMON | perf_effective | time per phase |",
             "|---|---|---|---|---|---|---|---|",
             f"| lab1 | done | {BEFORE} -> {RELEASE} | passed | - | - | {pe[0]} "
-            "| install 78s, reboot 37s, gate 4.7s, default 15s |",
+            "| install 78s, reboot 37s, gate 4.7s, default 15s, "
+            "tool 49s = 42.8% over install + reboot 115s |",
             f"| lab2 | FAILED | {BEFORE} | FAILED (release, layout) | - | - | {pe[1]} "
-            "| install 71s, reboot 47s, gate 4.0s, fallback 13s |",
+            "| install 71s, reboot 47s, gate 4.0s, fallback 13s, "
+            "tool 42s = 35.8% over install + reboot 119s |",
             f"| lab3 | not_reached | - | - | - | - | {pe[2]} | - |",
             "",
             "## Details",
@@ -606,6 +615,7 @@ def test_cells_of_every_kind_of_row() -> None:
     }
     lab1["damon"] = {"state": "off", "kdamonds": [{"state": "off"}, {"state": "off"}]}
     lab1["phase_seconds"] = {"install": 9.96, "reboot": 10, "gate": None}
+    lab1["overhead"] = {"seconds": 2.04, "bare_seconds": 19.96, "percent": 10.2}
     cells = report.cells(lab1)
     assert {k: v for k, v in cells.items() if k != "perf_effective"} == {
         "host": "lab1",
@@ -615,10 +625,10 @@ def test_cells_of_every_kind_of_row() -> None:
         "perf": "supported (pinned): cpu type=4 config=0x1cd config1=0x3 config2=0x0; "
         "? type=11 config=0x1 config1=None config2=0x2",
         "damon": "off (2 kdamonds)",
-        "time": "install 10.0s, reboot 10s, gate -",
+        "time": "install 10.0s, reboot 10s, gate -, tool 2.0s = 10.2% over install + reboot 20s",
     }
     lab1.update(kernel={"before": None, "after": None}, perf={"classification": None},
-                damon={"state": None, "kdamonds": []}, phase_seconds={},
+                damon={"state": None, "kdamonds": []}, phase_seconds={}, overhead=None,
                 stage_seconds={"rollout": 3, "build": 12.25})  # fmt: skip
     cells = report.cells(lab1)
     assert (cells["kernel"], cells["perf"], cells["damon"], cells["time"]) == (
