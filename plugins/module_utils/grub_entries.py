@@ -160,6 +160,26 @@ def parse_grub_cfg(text: str) -> list[MenuEntry]:
     return entries
 
 
+def drop_script_section(text: str, script: str) -> str | None:
+    """*text* (a grub.cfg) without the section that *script* (an /etc/grub.d path) made.
+
+    ``grub-mkconfig`` runs every script of /etc/grub.d in turn and writes each one's
+    output as ``\\n### BEGIN <script> ###\\n<output>### END <script> ###\\n``. Taking that
+    section out gives what it would write once the script is gone, without running every
+    other script again (on a small VM that takes seconds to tens of seconds). None when
+    the text has no complete section of *script*.
+    """
+    begin = f"\n### BEGIN {script} ###\n"
+    end = f"### END {script} ###\n"
+    start = text.find(begin)
+    if start < 0:
+        return None
+    stop = text.find(end, start + len(begin))
+    if stop < 0:
+        return None
+    return text[:start] + text[stop + len(end) :]
+
+
 def kernel_release_of(entry: MenuEntry) -> str | None:
     """The release of the kernel an entry boots (``/boot/vmlinuz-<release>``)."""
     if not entry.kernel:

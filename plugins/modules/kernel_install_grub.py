@@ -23,8 +23,11 @@ description:
     trial entry; a kernel that panics reboots into the saved default.
   - V(default) makes the regular entry of O(release) the saved default
     (C(grub-set-default)) unless it already is.
-  - V(clean) removes O(trial_script) (regenerating C(grub.cfg)) and a pending
-    C(next_entry) naming the trial entry.
+  - V(clean) removes O(trial_script) and its entry from C(grub.cfg), and a pending
+    C(next_entry) naming the trial entry. The entry goes by taking the script's
+    C(### BEGIN/END) section out of C(grub.cfg), which is what C(grub-mkconfig) writes once
+    the script is gone, without running every other script again; O(mkconfig) runs only
+    for a C(grub.cfg) without that section.
 author:
   - damon-fleet contributors (@damon-fleet)
 extends_documentation_fragment:
@@ -139,6 +142,7 @@ trial_present:
 
 import os
 import shutil
+import stat
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -148,6 +152,7 @@ from ansible.module_utils.grub_entries import (
     MenuEntry,
     check_extra_args,
     check_release,
+    drop_script_section,
     entry_matches,
     entry_ref,
     find_kernel_entry,
@@ -190,6 +195,29 @@ class Grub:
             else:
                 argv = [f"{self.prefix}-mkconfig", "-o", self.params["grub_cfg"]]
         self.run(list(argv))
+
+    def drop_section(self, script: str) -> None:
+        """Take *script*'s section out of grub.cfg (what mkconfig would write without it,
+        see drop_script_section), written atomically with the file's mode; mkconfig when
+        the file has no such section (a configuration not made by grub-mkconfig)."""
+        path = self.params["grub_cfg"]
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise GrubError(f"cannot read {path}: {exc}") from exc
+        dropped = drop_script_section(text, script)
+        if dropped is None:
+            self.mkconfig()
+            return
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        tmp = path + ".damon-fleet.new"
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(dropped)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
 
 
 def _entry(entries: list[MenuEntry], release: str | None, required: bool) -> MenuEntry | None:
@@ -287,11 +315,14 @@ def main() -> None:
                 if not module.check_mode:
                     grub.run([f"{grub.prefix}-set-default", entry_ref(entry)])
         elif action == "clean":
-            if os.path.exists(script_path):
+            in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
+            if os.path.exists(script_path) or in_cfg:
                 changed = True
                 if not module.check_mode:
-                    os.unlink(script_path)
-                    grub.mkconfig()
+                    if os.path.exists(script_path):
+                        os.unlink(script_path)
+                    if in_cfg:
+                        grub.drop_section(script_path)
                     entries = grub.entries()
             if env.get("next_entry") == TRIAL_ID:
                 changed = True

@@ -11,6 +11,7 @@ from ansible.module_utils.grub_entries import (
     TRIAL_ID,
     GrubError,
     check_release,
+    drop_script_section,
     entry_matches,
     entry_ref,
     find_kernel_entry,
@@ -195,11 +196,13 @@ class FakeGrub:
             self.env["next_entry"] = argv[1]
             return 0, "", ""
         if tool.endswith("-mkconfig"):
+            # As grub-mkconfig: each /etc/grub.d script's output in its own section.
             extra = ""
             if self.script.exists():
-                extra = subprocess.run(
+                out = subprocess.run(
                     ["sh", str(self.script)], capture_output=True, text=True, check=True
                 ).stdout
+                extra = f"\n### BEGIN {self.script} ###\n{out}### END {self.script} ###\n"
             self.cfg.write_text(self.base + extra)
             return 0, "", ""
         return 1, "", f"unexpected {argv}"
@@ -248,10 +251,53 @@ def test_module_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
     promoted = grub_module(fake, monkeypatch, action="default", release=NEW)
     assert promoted["default_is_release"]
+    fake.cfg.chmod(0o600)
+    calls = len(fake.calls)
     clean = grub_module(fake, monkeypatch, action="clean", release=NEW)
     assert clean["changed"] and not clean["trial_present"]
+    # the trial section is taken out: grub.cfg is what mkconfig writes without the
+    # script, its mode kept, and mkconfig did not run
+    assert fake.cfg.read_text() == FLAT and not fake.script.exists()
+    assert fake.cfg.stat().st_mode & 0o777 == 0o600
+    assert not any(c[0].endswith("mkconfig") for c in fake.calls[calls:])
     assert clean["next_entry"] == "" and clean["default_is_release"]
     assert not grub_module(fake, monkeypatch, action="clean", release=NEW)["changed"]
+
+
+def test_clean_of_a_cfg_without_the_section_runs_mkconfig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial entry that is not in a grub-mkconfig section (a hand-made grub.cfg): the
+    configuration is regenerated instead."""
+    fake = FakeGrub(tmp_path, FLAT)
+    fake.script.write_text(
+        render_trial_script(find_kernel_entry(parse_grub_cfg(FLAT), NEW), NEW, [], 5)
+    )
+    trial_only = subprocess.run(
+        ["sh", str(fake.script)], capture_output=True, text=True, check=True
+    ).stdout
+    fake.cfg.write_text(FLAT + trial_only)
+    clean = grub_module(fake, monkeypatch, action="clean", release=NEW)
+    assert clean["changed"] and not clean["trial_present"]
+    assert fake.cfg.read_text() == FLAT
+    assert any(c[0].endswith("mkconfig") for c in fake.calls)
+
+
+def test_drop_script_section_takes_out_exactly_the_section() -> None:
+    cfg = (
+        "### BEGIN /etc/grub.d/10_linux ###\nmenuentry a {\n}\n### END /etc/grub.d/10_linux ###\n"
+        "\n### BEGIN /etc/grub.d/42_x ###\nmenuentry t {\n}\n### END /etc/grub.d/42_x ###\n"
+        "\n### BEGIN /etc/grub.d/43_y ###\n### END /etc/grub.d/43_y ###\n"
+    )
+    assert drop_script_section(cfg, "/etc/grub.d/42_x") == (
+        "### BEGIN /etc/grub.d/10_linux ###\nmenuentry a {\n}\n### END /etc/grub.d/10_linux ###\n"
+        "\n### BEGIN /etc/grub.d/43_y ###\n### END /etc/grub.d/43_y ###\n"
+    )
+    assert drop_script_section(cfg, "/etc/grub.d/42") is None  # a prefix is another script
+    assert (
+        drop_script_section(cfg.replace("### END /etc/grub.d/42_x ###", ""), "/etc/grub.d/42_x")
+        is None
+    )
 
 
 def test_module_check_mode_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
