@@ -18,16 +18,17 @@ description:
     C(next_entry) and whether the saved default boots O(release).
   - V(trial) writes O(trial_script), an C(/etc/grub.d) script emitting a copy of the
     regular entry of O(release) under the id C(damon-fleet-trial) with C(panic=)
-    O(panic_timeout) and O(extra_args) on its command line, and regenerates C(grub.cfg).
+    O(panic_timeout) and O(extra_args) on its command line, and puts that entry in
+    C(grub.cfg) as the script's C(### BEGIN/END) section, where C(grub-mkconfig) would put
+    it (the kernel package's own C(update-grub) has just made the rest current), without
+    running every other script again; O(mkconfig) runs for a C(grub.cfg) without
+    C(grub-mkconfig) sections.
   - V(boot_once) runs C(grub-reboot damon-fleet-trial), so the next boot (only) uses the
     trial entry; a kernel that panics reboots into the saved default.
   - V(default) makes the regular entry of O(release) the saved default
     (C(grub-set-default)) unless it already is.
-  - V(clean) removes O(trial_script) and its entry from C(grub.cfg), and a pending
-    C(next_entry) naming the trial entry. The entry goes by taking the script's
-    C(### BEGIN/END) section out of C(grub.cfg), which is what C(grub-mkconfig) writes once
-    the script is gone, without running every other script again; O(mkconfig) runs only
-    for a C(grub.cfg) without that section.
+  - V(clean) removes O(trial_script), its section of C(grub.cfg) (what C(grub-mkconfig)
+    writes once the script is gone) and a pending C(next_entry) naming the trial entry.
 author:
   - damon-fleet contributors (@damon-fleet)
 extends_documentation_fragment:
@@ -158,6 +159,8 @@ from ansible.module_utils.grub_entries import (
     find_kernel_entry,
     parse_grub_cfg,
     parse_grubenv,
+    put_script_section,
+    render_trial_entry,
     render_trial_script,
 )
 
@@ -196,28 +199,40 @@ class Grub:
                 argv = [f"{self.prefix}-mkconfig", "-o", self.params["grub_cfg"]]
         self.run(list(argv))
 
-    def drop_section(self, script: str) -> None:
-        """Take *script*'s section out of grub.cfg (what mkconfig would write without it,
-        see drop_script_section), written atomically with the file's mode; mkconfig when
-        the file has no such section (a configuration not made by grub-mkconfig)."""
+    def read_cfg(self) -> str:
         path = self.params["grub_cfg"]
         try:
             with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-                text = handle.read()
+                return str(handle.read())
         except OSError as exc:
             raise GrubError(f"cannot read {path}: {exc}") from exc
-        dropped = drop_script_section(text, script)
-        if dropped is None:
-            self.mkconfig()
-            return
+
+    def write_cfg(self, text: str) -> None:
+        """Replace grub.cfg atomically, keeping its mode."""
+        path = self.params["grub_cfg"]
         mode = stat.S_IMODE(os.stat(path).st_mode)
         tmp = path + ".damon-fleet.new"
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.write(dropped)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+
+    def put_section(self, script: str, output: str | None) -> None:
+        """Set (or, with output None, take out) *script*'s section of grub.cfg: what
+        grub-mkconfig writes with that script, without running every other script again
+        (put_script_section, drop_script_section). mkconfig for a grub.cfg without
+        grub-mkconfig sections."""
+        text = self.read_cfg()
+        if output is None:
+            new = drop_script_section(text, script)
+        else:
+            new = put_script_section(text, script, output)
+        if new is None:
+            self.mkconfig()
+        else:
+            self.write_cfg(new)
 
 
 def _entry(entries: list[MenuEntry], release: str | None, required: bool) -> MenuEntry | None:
@@ -289,7 +304,12 @@ def main() -> None:
                         handle.write(text)
                     os.chmod(tmp, 0o755)
                     os.replace(tmp, script_path)
-                    grub.mkconfig()
+                    grub.put_section(
+                        script_path,
+                        render_trial_entry(
+                            entry, release, params["extra_args"], params["panic_timeout"]
+                        ),
+                    )
                     entries = grub.entries()
                     if not any(e.entry_id == TRIAL_ID for e in entries):
                         raise GrubError(
@@ -322,7 +342,7 @@ def main() -> None:
                     if os.path.exists(script_path):
                         os.unlink(script_path)
                     if in_cfg:
-                        grub.drop_section(script_path)
+                        grub.put_section(script_path, None)
                     entries = grub.entries()
             if env.get("next_entry") == TRIAL_ID:
                 changed = True
