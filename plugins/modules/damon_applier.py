@@ -158,6 +158,7 @@ enabled:
 """
 
 import grp
+import hashlib
 import pwd
 from typing import Any
 
@@ -213,6 +214,24 @@ def _unit_name(params: dict[str, Any]) -> str | None:
     return name
 
 
+def _invocation(params: dict[str, Any]) -> dict[str, Any]:
+    """The module arguments echoed in the result, each file's content as its size and
+    digest: the contents are on the controller already, and echoing them would double
+    what goes back over the connection."""
+    args = dict(params)
+    args["files"] = [
+        dict(
+            item,
+            content=(
+                f"({len(str(item['content']).encode('utf-8'))} bytes, sha256 "
+                f"{hashlib.sha256(str(item['content']).encode('utf-8')).hexdigest()})"
+            ),
+        )
+        for item in params["files"] or []
+    ]
+    return {"module_args": args}
+
+
 def _systemctl(module: AnsibleModule, *args: str) -> tuple[int, str, str]:
     rc, out, err = module.run_command(["systemctl", *args])
     return rc, str(out), str(err)
@@ -221,21 +240,23 @@ def _systemctl(module: AnsibleModule, *args: str) -> tuple[int, str, str]:
 def run(module: AnsibleModule) -> None:
     """Check every input, install, then reload and enable the unit; typed errors to fail_json."""
     params = module.params
+    invocation = _invocation(params)
     try:
         dirs, files = parse_wanted(params["directories"], params["files"])
         unit = _unit_name(params)
         uid, gid = _ids(params["owner"], params["group"])
         changes = install(dirs, files, uid, gid, module.check_mode)
     except SpecError as err:
-        module.fail_json(msg=f"invalid input: {err}", problems=err.problems)
+        module.fail_json(msg=f"invalid input: {err}", problems=err.problems, invocation=invocation)
     except InstallError as err:
-        module.fail_json(msg=str(err))
+        module.fail_json(msg=str(err), invocation=invocation)
     changed_paths = [c.path for c in changes if c.changed]
     out: dict[str, Any] = {
         "files": [c.as_dict() for c in changes],
         "changed_files": changed_paths,
         "daemon_reload": False,
         "enabled": False,
+        "invocation": invocation,
     }
     if unit is not None:
         if params["unit_file"] in changed_paths:

@@ -9,6 +9,7 @@ have, and ``daemon-reload`` loads the unit files on disk.
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 import pwd
 from pathlib import Path
@@ -90,6 +91,12 @@ def test_first_run_installs_reloads_and_enables_then_nothing(host):
     assert len(first.result["changed_files"]) == 5
     assert systemd.enabled == {UNIT} and UNIT in systemd.loaded
     assert (root / "etc" / "damon-fleet" / "damon.yml").read_text() == '{"a": 1}\n'
+    # the contents are not echoed back, only their size and digest
+    echoed = first.result["invocation"]["module_args"]["files"][1]
+    assert echoed["content"] == (
+        "(9 bytes, sha256 " + hashlib.sha256(b'{"a": 1}\n').hexdigest() + ")"
+    )
+    assert echoed["path"].endswith("/etc/damon-fleet/damon.yml")
 
     again = run_module(damon_applier.main, args(root))
     assert again.result["changed"] is False, again.result
