@@ -685,6 +685,12 @@ class Applier:
         except LayoutUndetermined:
             detected = None
         needs_structure = detected is None or current_nr != wanted_nr
+        if needs_structure and wanted_nr > 0 and detected is not None:
+            # The checks of steps 1-2 on the layout already visible, before the writes
+            # below stop kdamonds or rebuild directories: a bad input changes nothing.
+            self._check_layout(layout, detected)
+            make_plan(spec, detected, max_sample_rate)
+            self._check_operations(spec, before_structure=True)
         if needs_structure and wanted_nr > 0:
             if current_nr != wanted_nr:
                 self._stop_all_running(
@@ -705,11 +711,7 @@ class Applier:
                 result.layout = None
                 return result
             detected = layout
-        if layout != "auto" and layout != detected:
-            raise ApplyError(
-                f"expected DAMON sysfs layout {layout} but the running kernel has {detected}",
-                result,
-            )
+        self._check_layout(layout, detected)
         result.layout = detected
 
         # 2. plan on the detected layout
@@ -768,11 +770,24 @@ class Applier:
         except OSError as err:
             self._log_mark_error = _oserror(err)
 
-    def _check_operations(self, spec: DamonSpec) -> None:
+    def _check_layout(self, layout: str, detected: str) -> None:
+        if layout != "auto" and layout != detected:
+            raise ApplyError(
+                f"expected DAMON sysfs layout {layout} but the running kernel has {detected}",
+                self.result,
+            )
+
+    def _check_operations(self, spec: DamonSpec, before_structure: bool = False) -> None:
+        """Each kdamond's operations against its context's ``avail_operations``; before
+        the structure writes, kdamonds not there yet are checked against kdamond 0's
+        (the list is the kernel's, the same in every context)."""
+        shared = self._read("kdamonds/0/contexts/0/avail_operations") if before_structure else None
         for index, kd in enumerate(spec.kdamonds):
             rel = f"kdamonds/{index}/contexts/0/avail_operations"
             avail = self._read(rel)
             if avail is None or (self.check_mode and self._under_rebuilt(rel)):
+                avail = shared
+            if avail is None:
                 continue
             names = parse_avail_operations(avail)
             if names and kd.operations not in names:

@@ -567,3 +567,50 @@ def test_applier_names_a_stand_in_kernel_from_the_config(fake, tmp_path, capsys)
     assert rc == 0 and out["perf_evidence"]["stand_in"] is True
     assert out["perf_summary"].startswith("yes (stand-in kernel; ")
     assert out["perf_evidence"]["window_s"] == 1.0
+
+
+# ------------------------------------------------- one run validates before any write
+
+
+def _tree(fake):
+    """Every file below the admin root with its content: what a run may have changed."""
+    out = {}
+    for path in sorted(fake.root_path.rglob("*")):
+        if path.is_file():
+            out[str(path.relative_to(fake.root_path))] = path.read_text()
+    return out
+
+
+VADDR = {"operations": "vaddr", "targets": [{"pid": 1}], "perf_events": []}
+
+
+def test_a_bad_plan_fails_before_kdamonds_are_stopped_or_rebuilt(tmp_path):
+    # Running one kdamond, then two: the run stops it and rebuilds the directories
+    # (nr_kdamonds) only after the plan on the visible layout passed, as a check-mode run
+    # would have found; so the one apply call needs no validation call before it.
+    fake = FakeDamonSysfs(tmp_path, layout="mainline")
+    run(fake, kdamonds=[VADDR], policy="accessed_bit")
+    assert fake.get("kdamonds/0/state") == "on"
+    before = _tree(fake)
+    with pytest.raises(PlanError, match=r"damon_perf_kdamonds\[1\]: the running kernel's DAMON"):
+        run(fake, kdamonds=[VADDR, EXAMPLE])
+    assert _tree(fake) == before
+
+
+def test_a_layout_mismatch_fails_before_kdamonds_are_stopped(tmp_path):
+    fake = FakeDamonSysfs(tmp_path, layout="mainline")
+    run(fake, kdamonds=[VADDR], policy="accessed_bit")
+    before = _tree(fake)
+    with pytest.raises(ApplyError, match="expected DAMON sysfs layout rfc-v3 but the running"):
+        run(fake, kdamonds=[VADDR, VADDR], policy="accessed_bit", layout="rfc-v3")
+    assert _tree(fake) == before
+
+
+def test_unavailable_operations_fail_before_kdamonds_are_stopped(tmp_path):
+    fake = FakeDamonSysfs(tmp_path, avail_operations=("vaddr", "fvaddr"))
+    run(fake, kdamonds=[VADDR])
+    before = _tree(fake)
+    paddr = {"operations": "paddr", "targets": [{"start": 0, "end": 4096}], "perf_events": []}
+    with pytest.raises(ApplyError, match=r"kdamonds\[1\]\.operations: paddr is not available"):
+        run(fake, kdamonds=[VADDR, paddr])
+    assert _tree(fake) == before

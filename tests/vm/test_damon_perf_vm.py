@@ -46,7 +46,7 @@ UNIT_PATH = f"/etc/systemd/system/{UNIT}"
 WORKLOAD = "damon-lab-workload.service"
 
 APPLY_TASK = "Run damon_sysfs to apply"  # roles/damon_perf/tasks/sysfs.yml
-VALIDATE_TASK = "Run damon_sysfs to validate"
+INSTALL_TASK = "Install the boot-time applier, its configuration and its unit"  # tasks/main.yml
 REAPPLY_HANDLER = "Re-apply the DAMON configuration through the boot-time unit"
 
 # A long-running target with some touched memory, started by systemd (MainPID).
@@ -286,8 +286,12 @@ def test_01_role_starts_paddr_and_vaddr_kdamonds(lab_vm: LabVm, run_role) -> Non
     assert result["changed"] is True
     assert result["layout"] == "mainline"
     assert "skipped" not in result  # a "skipped" key would make Ansible ignore changed_when
-    # the check-mode validation reports no change (changed_when: false takes effect)
-    assert run.result(VALIDATE_TASK)["changed"] is False
+    # one damon_sysfs run validates and applies; the applier's files in one more run
+    assert not run.results("Run damon_sysfs to validate")
+    installed = run.result(INSTALL_TASK)
+    assert installed["changed"] is True
+    assert installed["daemon_reload"] is True and installed["enabled"] is True
+    assert CONFIG in installed["changed_files"] and APPLIER in installed["changed_files"]
     assert run.recap["changed"] == len(run.changed_tasks())
     writes = [tuple(w) for w in result["writes"]]
     assert ("kdamonds/nr_kdamonds", "2") in writes
@@ -336,6 +340,8 @@ def test_02_rerun_changes_nothing(lab_vm: LabVm, run_role) -> None:
     result = run.result(APPLY_TASK)
     assert result["changed"] is False
     assert result["writes"] == []
+    installed = run.result(INSTALL_TASK)
+    assert installed["changed_files"] == [] and installed["enabled"] is False, installed
     assert not run.results(REAPPLY_HANDLER)
     assert dump(lab_vm) == before
 
@@ -363,8 +369,9 @@ def test_03_check_mode_reports_diff_and_changes_nothing(lab_vm: LabVm, run_role)
     # unchanged values are not in the diff
     assert "nr_regions/min" not in diff["after"]
     # the rendered config would change too (template diff), but nothing did
-    assert run.result("Render this host's DAMON configuration")["changed"] is True
-    assert run.result(VALIDATE_TASK)["changed"] is False
+    installed = run.result(INSTALL_TASK)
+    assert installed["changed"] is True and installed["changed_files"] == [CONFIG], installed
+    assert [d["after_header"] for d in installed["diff"]] == [CONFIG]
     assert dump(lab_vm) == before
     assert files_digest(lab_vm) == digest
 
@@ -473,7 +480,9 @@ def test_07_bad_input_fails_before_anything_changes(lab_vm: LabVm, run_role) -> 
     run = run_role(role_vars(damon_perf_kdamonds=bad))
     assert run.rc != 0, run.output()
     failed = run.failed()
-    assert [t["task"].split(" : ")[-1] for t in failed] == [VALIDATE_TASK], run.output()
+    assert [t["task"].split(" : ")[-1] for t in failed] == [APPLY_TASK], run.output()
+    assert failed[0]["result"].get("writes", []) == []
+    assert not run.results(INSTALL_TASK)  # after the apply: never reached
     msg = failed[0]["result"]["msg"]
     assert "invalid input" in msg, msg
     assert "damon_perf_kdamonds[1].nr_regions" in msg, msg

@@ -63,6 +63,7 @@ class CallbackModule(CallbackBase):
         self.records.append(
             {
                 "task": task.get_name(),
+                "action": task.action,
                 "handler": bool(getattr(task, "implicit", False))
                 or type(task).__name__ == "Handler",
                 "host": _host_of(result).get_name(),
