@@ -17,7 +17,12 @@ def kernel_build_play(result: Path, name: str = "Build the series") -> list[dict
             "hosts": "localhost",
             "connection": "local",
             "gather_facts": False,
-            "roles": [{"role": str(ROOT / "roles" / "kernel_build")}],
+            # The inputs the project's plays give the role (its cache, kernel-patches/), with
+            # the project's content named (the play is written outside playbooks/).
+            "vars_files": [str(ROOT / "playbooks" / "vars" / "contracts.yml")],
+            "roles": [
+                {"role": str(ROOT / "roles" / "kernel_build"), "damon_fleet_content_dir": str(ROOT)}
+            ],
             "post_tasks": [
                 {
                     "name": "Save the build result",
