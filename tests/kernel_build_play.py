@@ -17,6 +17,15 @@ def kernel_build_play(result: Path, name: str = "Build the series") -> list[dict
             "hosts": "localhost",
             "connection": "local",
             "gather_facts": False,
+            # The inputs the project's plays give the role (its cache, kernel-patches/), with
+            # the project's content named: the play is written outside playbooks/.
+            "vars_files": [str(ROOT / "playbooks" / "vars" / "contracts.yml")],
+            "pre_tasks": [
+                {
+                    "name": "Name the project's content",
+                    "ansible.builtin.set_fact": {"damon_fleet_content_dir": str(ROOT)},
+                }
+            ],
             "roles": [{"role": str(ROOT / "roles" / "kernel_build")}],
             "post_tasks": [
                 {

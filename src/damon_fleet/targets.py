@@ -9,6 +9,8 @@ for a play's ``hosts:``; nothing here knows the pattern.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -58,3 +60,25 @@ def rollout_hosts(manager: Any, loader: Any, extravars: Mapping[str, Any]) -> li
     if not isinstance(resolved, list):
         raise TargetsError(f"damon_fleet_rollout_hosts is {type(resolved).__name__}, not a list")
     return [str(host) for host in resolved]
+
+
+def controller_value(name: str, extravars: Mapping[str, Any] | None = None) -> Any:
+    """The contract *name* of contracts.yml resolved on the controller (an inventory of
+    localhost alone), such as ``damon_fleet_cache_root``: what a play that loads the file
+    sees for it."""
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+
+    with contextlib.redirect_stderr(io.StringIO()):  # "only implicit localhost"
+        loader = DataLoader()
+        loader.set_basedir(str(CONTRACTS.parent.parent))  # playbook_dir of a play in playbooks/
+        manager = InventoryManager(loader, sources=[])
+        values = contract_values(manager, loader, extravars or {})
+    if name not in values:
+        raise TargetsError(f"{name} is not a contract of {CONTRACTS}")
+    try:
+        return Templar(loader=loader, variables=values).template(values[name])
+    except AnsibleError as exc:
+        raise TargetsError(" ".join(str(exc).split())[:300]) from exc

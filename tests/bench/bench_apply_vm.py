@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
+for _path in (ROOT / "src", ROOT / "tests"):  # the package and the lab harness (labvm)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 TARGET_S = 1.0
 GUEST_DIR = "/tmp/damon-bench"
@@ -222,7 +223,7 @@ def main() -> int:
             "(the VM tier, tests/vm/test_damon_perf_vm.py, prints the same numbers)"
         )
         return 0
-    from damon_fleet.labvm import LabVm, build_image, build_kernel, ssh_key_path
+    from labvm import LabVm, build_image, build_kernel, ssh_key_path
 
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     with LabVm(build_kernel(), build_image(), ssh_key=ssh_key_path()) as vm:

@@ -1,12 +1,13 @@
 """A bare git repository of Debian's linux-source-6.12 tree, standing in for a kernel tree
 on a git server (``damon/next`` of the RFC's manifest).
 
-Made once per tarball and kept under ``<cache>/integration/`` (``$DAMON_FLEET_CACHE``, else
-``~/.cache/damon-fleet``), keyed by the tarball's sha256 and :data:`RECIPE`: unpacking
-and committing 90 000 files takes minutes on 2 cores. The commit has a fixed author,
-committer and date, so the same tarball always gives the same commit id. Tests serve a
-``git clone --bare --shared`` of it (objects borrowed, refs their own) through a
-``file://`` URL, so moving its branch never touches the cached repository.
+Made once per tarball and kept under ``<cache>/integration/`` (the controller's cache
+root, ``damon_fleet_cache_root`` of playbooks/vars/contracts.yml), keyed by the tarball's
+sha256 and :data:`RECIPE`: unpacking and committing 90 000 files takes minutes on 2
+cores. The commit has a fixed author, committer and date, so the same tarball always gives
+the same commit id. Tests serve a ``git clone --bare --shared`` of it (objects borrowed,
+refs their own) through a ``file://`` URL, so moving its branch never touches the cached
+repository.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ IDENTITY = {
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("DAMON_FLEET_CACHE") or Path.home() / ".cache" / "damon-fleet")
+    """The controller's cache root, as Ansible resolves the contract."""
+    from damon_fleet.targets import controller_value
+
+    return Path(controller_value("damon_fleet_cache_root"))
 
 
 def git_env(**extra: str) -> dict[str, str]:

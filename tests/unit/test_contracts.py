@@ -153,3 +153,149 @@ def test_the_example_fleet_starts_with_its_canary_group() -> None:
         "db-02.example.com",
         "db-03.example.com",
     ]
+
+
+# The inputs of the roles that name the project's content, its runtime state or a cache:
+# role default -> the contract of playbooks/vars/contracts.yml the default takes.
+ROLE_CONTRACTS = {
+    ("kernel_build", "kernel_build_cache_dir"): "damon_fleet_builder_cache_root",
+    ("kernel_build", "kernel_build_patches_dir"): "damon_fleet_patches_dir",
+    ("lab_fleet", "lab_fleet_cache_dir"): "damon_fleet_cache_root",
+    ("lab_fleet", "lab_fleet_kernel_fragment"): "damon_fleet_lab_kernel_fragment",
+    ("damon_bench", "damon_bench_record_dir"): "damon_fleet_bench_dir",
+    ("damon_perf", "damon_perf_bench_record_dir"): "damon_fleet_bench_dir",
+}
+
+
+def role_defaults(role: str) -> dict[str, Any]:
+    defaults: dict[str, Any] = yaml.safe_load(
+        (ROOT / "roles" / role / "defaults" / "main.yml").read_text()
+    )
+    return defaults
+
+
+def yaml_strings(node: Any, skip: frozenset[str] = frozenset({"description"})) -> list[str]:
+    """Every string value of a YAML document (keys in *skip* left out): what Ansible
+    templates, not the comments."""
+    if isinstance(node, dict):
+        return [s for k, v in node.items() if k not in skip for s in yaml_strings(v, skip)]
+    if isinstance(node, list):
+        return [s for v in node for s in yaml_strings(v, skip)]
+    return [node] if isinstance(node, str) else []
+
+
+def content_yaml() -> list[Path]:
+    """Every YAML file of the roles and playbooks (what a play templates)."""
+    files = [ROOT / "deploy.yml", *(ROOT / "playbooks").rglob("*.yml")]
+    return files + sorted(p for p in (ROOT / "roles").rglob("*.yml") if "/files/" not in str(p))
+
+
+def test_each_role_input_takes_its_contract_with_no_value_of_its_own() -> None:
+    for (role, name), contract in ROLE_CONTRACTS.items():
+        expected = "{{ " + contract + " | default('') }}"
+        assert role_defaults(role)[name] == expected, (role, name)
+        assert arg_spec(role)[name]["default"] == expected, (role, name)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        r"\.cache/damon-fleet",  # the cache roots
+        r"DAMON_FLEET_CACHE",
+        r"/bench\b",  # the bench's records
+        r"\.damon-fleet",  # the runtime state
+        r"kernel-patches",  # the project's content
+        r"lab-kernel\.config",
+    ],
+)
+def test_the_cache_state_and_content_paths_are_defined_once(spelling: str) -> None:
+    """Each path is spelled once in contracts.yml and in no role or play (what they
+    template: comments, descriptions, task names and messages aside); the caches in no
+    module of the CLI or of the test tiers' harness either."""
+    words = frozenset({"description", "name", "msg", "fail_msg"})
+    found = []
+    for path in content_yaml():
+        for text in yaml_strings(yaml.safe_load(path.read_text()), words):
+            found += [path.relative_to(ROOT).as_posix()] * len(re.findall(spelling, text))
+    assert found == ["playbooks/vars/contracts.yml"], spelling
+    if "cache" in spelling.lower():  # the CLI and the test tiers' harness ask Ansible
+        harness = [ROOT / "tests" / "labvm.py", ROOT / "tests" / "integration" / "git_base.py"]
+        for path in [*(ROOT / "src" / "damon_fleet").glob("*.py"), *harness]:
+            assert not re.search(spelling.replace("/", r"[/\"', ]+"), path.read_text()), path
+
+
+# Paths out of a role's own folder that remain (variable of each): the applier's
+# module_utils, shipped from the collection's plugins (changed with the way the applier
+# ships), and the lab_profile role's index of profiles, a sibling role of the collection.
+REACHING_OUT = {
+    ("roles/damon_perf/vars/main.yml", "__damon_perf_module_utils_dir"),
+    ("roles/lab_fleet/vars/main.yml", "__lab_fleet_known_profiles"),
+}
+
+
+def test_no_role_or_play_reaches_into_the_repository_by_a_relative_path() -> None:
+    reaching = set()
+    contracts = ROOT / "playbooks" / "vars" / "contracts.yml"  # where the content is found
+    for path in (p for p in content_yaml() if p != contracts):
+        data = yaml.safe_load(path.read_text())
+        for item in data if isinstance(data, list) else [data]:
+            for key, value in (item or {}).items():
+                for text in yaml_strings(value, frozenset()):
+                    if re.search(r"(role_path|playbook_dir)\b.*\.\./", text, flags=re.S):
+                        reaching.add((path.relative_to(ROOT).as_posix(), key))
+    assert reaching == REACHING_OUT
+
+
+def test_the_contracts_resolve_to_the_project_and_its_caches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from damon_fleet.targets import controller_value
+
+    monkeypatch.delenv("DAMON_FLEET_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert controller_value("damon_fleet_cache_root") == f"{tmp_path}/home/.cache/damon-fleet"
+    monkeypatch.setenv("DAMON_FLEET_CACHE", str(tmp_path / "cache"))
+    assert controller_value("damon_fleet_cache_root") == str(tmp_path / "cache")
+    assert controller_value("damon_fleet_content_dir") == str(ROOT)
+    assert controller_value("damon_fleet_patches_dir") == str(ROOT / "kernel-patches")
+    fragment = controller_value("damon_fleet_lab_kernel_fragment")
+    assert Path(fragment) == ROOT / "kernel-patches" / "lab-kernel.config"
+    assert Path(fragment).is_file()
+    state = controller_value("damon_fleet_state_dir")
+    assert controller_value("damon_fleet_bench_dir") == f"{state}/bench"
+    given = {"rollout_state_dir": str(tmp_path / "records")}
+    assert controller_value("damon_fleet_bench_dir", given) == f"{tmp_path}/records/bench"
+    with pytest.raises(ValueError, match=r"^damon_fleet_nothing is not a contract of "):
+        controller_value("damon_fleet_nothing")
+
+
+@pytest.mark.parametrize(
+    ("cache_env", "expected"), [(None, "/home/b/.cache/damon-fleet"), ("/srv/c", "/srv/c")]
+)
+def test_the_role_defaults_resolve_to_the_contract_values(
+    monkeypatch: pytest.MonkeyPatch, cache_env: str | None, expected: str
+) -> None:
+    """Each role default, templated as a play that loads contracts.yml templates it (the
+    builder's facts giving its HOME), is the contract's value; without the contracts it is
+    empty, which the role refuses."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    from damon_fleet.targets import contract_values
+
+    if cache_env is None:
+        monkeypatch.delenv("DAMON_FLEET_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("DAMON_FLEET_CACHE", cache_env)
+    loader = DataLoader()
+    loader.set_basedir(str(ROOT / "playbooks"))
+    values = contract_values(InventoryManager(loader, sources=[]), loader, {})
+    values["ansible_facts"] = {"env": {"HOME": "/home/b"}}
+    templar = Templar(loader=loader, variables=values)
+    bare = Templar(loader=loader, variables={})
+    for (role, name), contract in ROLE_CONTRACTS.items():
+        default = trust_as_template(role_defaults(role)[name])
+        assert templar.template(default) == templar.template(values[contract]), name
+        assert bare.template(default) == "", name
+    assert templar.template(values["damon_fleet_builder_cache_root"]) == expected

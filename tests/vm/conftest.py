@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 from kernel_build_play import kernel_build_play
+from labvm import LabVm, build_image, build_kernel, ssh_key_path
 
 from damon_fleet._paths import REPO_ROOT, runner_envvars
-from damon_fleet.labvm import LabVm, build_image, build_kernel, ssh_key_path
 
 VM_DIR = Path(__file__).resolve().parent
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from damon_fleet.labvm import LabVm
+from labvm import LabVm
 
 VM_DIR = Path(__file__).resolve().parent
 REPO = VM_DIR.parents[1]

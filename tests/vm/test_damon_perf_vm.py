@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labvm import LabVm
 from role_runner import ROLE_RUNS, RoleRun, role_runner
-
-from damon_fleet.labvm import LabVm
 
 pytestmark = pytest.mark.vm
 

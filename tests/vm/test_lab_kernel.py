@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from damon_fleet.labvm import LabVm, parse_kconfig
+from ansible.module_utils.kernel_series import parse_kconfig
+from labvm import LabVm
 
 pytestmark = pytest.mark.vm
 

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from damon_fleet.labvm import LabVm
+from labvm import LabVm
 
 ADMIN = "/sys/kernel/mm/damon/admin"
 KDAMOND = f"{ADMIN}/kdamonds/0"

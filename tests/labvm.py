@@ -11,15 +11,17 @@ Three stages, each cached by a hash of its inputs so a warm run only boots:
   opt-in via ``DAMON_FLEET_ACCEL=kvm``) with a private qcow2 overlay and an SSH
   port forward, and writes an Ansible inventory for it.
 
-Nothing is installed here; the host packages needed are listed in
-:data:`APT_PACKAGES`.  Cache root: ``$DAMON_FLEET_CACHE`` or
-``~/.cache/damon-fleet``.
+The test tiers' harness (the VM tier and the benches): it drives the product's own code
+(the kernel_build role through ``playbooks/lab-kernel.yml``, the kconfig parser of
+``kernel_series``, the ports, mirror and QEMU argv of ``lab_qemu``/``lab_image``) and
+keeps only what the direct-boot VM needs besides. Cache root: the controller's,
+``damon_fleet_cache_root`` of ``playbooks/vars/contracts.yml`` as Ansible resolves it.
 
 Command line (for CI stages)::
 
-    python -m damon_fleet.labvm kernel
-    python -m damon_fleet.labvm image
-    python -m damon_fleet.labvm boot-smoke
+    python tests/labvm.py kernel
+    python tests/labvm.py image
+    python tests/labvm.py boot-smoke
 """
 
 from __future__ import annotations
@@ -27,12 +29,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,57 +42,41 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ansible.module_utils.lab_image import (
-    DEFAULT_MIRROR,
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+for _path in (ROOT / "src", ROOT / "plugins" / "modules"):  # as tests/conftest.py does
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+# The package makes plugins/module_utils importable as ansible.module_utils.<name>.
+importlib.import_module("damon_fleet")
+
+import lab_image as lab_image_module  # type: ignore[import-not-found]  # noqa: E402
+from ansible.module_utils.kernel_series import dropped_options, parse_kconfig  # noqa: E402
+from ansible.module_utils.lab_image import (  # noqa: E402
     GUEST_FILES,
     GUEST_SETUP,
     IMAGE_PACKAGES,
     SUITE,
-    mirror_from_sources,
     sha256_of_parts,
 )
-from ansible.module_utils.lab_qemu import SSH_OPTIONS, machine_argv
-
-from damon_fleet._paths import REPO_ROOT, runner_envvars
-
-#: Debian packages the host needs for every stage (build, image, boot, ssh).
-APT_PACKAGES: tuple[str, ...] = (
-    "linux-source-6.12",
-    "build-essential",
-    "flex",
-    "bison",
-    "bc",
-    "libelf-dev",
-    "libssl-dev",
-    "cpio",
-    "kmod",
-    "xz-utils",
-    "patch",
-    "qemu-system-x86",
-    "qemu-utils",
-    "debootstrap",
-    "openssh-client",
-    "e2fsprogs",
+from ansible.module_utils.lab_qemu import (  # noqa: E402
+    SSH_OPTIONS,
+    free_port,
+    machine_argv,
+    port_in_use,
 )
 
+from damon_fleet._paths import REPO_ROOT, runner_envvars  # noqa: E402
+from damon_fleet.targets import controller_value  # noqa: E402
 
-#: Options that must survive ``olddefconfig`` in the built kernel's ``.config``.
-REQUIRED_OPTIONS: tuple[str, ...] = (
-    "CONFIG_64BIT",
-    "CONFIG_DAMON",
-    "CONFIG_DAMON_VADDR",
-    "CONFIG_DAMON_PADDR",
-    "CONFIG_DAMON_SYSFS",
-    "CONFIG_PERF_EVENTS",
-    "CONFIG_CGROUPS",
-    "CONFIG_DEVTMPFS_MOUNT",
-    "CONFIG_UNIX",
-    "CONFIG_INET",
-    "CONFIG_VIRTIO_BLK",
-    "CONFIG_VIRTIO_NET",
-    "CONFIG_EXT4_FS",
-    "CONFIG_SERIAL_8250_CONSOLE",
-    "CONFIG_UNIX98_PTYS",
+__all__ = ["LabVm", "LabVmError", "build_image", "build_kernel", "parse_kconfig", "ssh_key_path"]
+
+#: Options that must be ``=y`` in the lab kernel: the lab_fleet role's, which builds it.
+REQUIRED_OPTIONS: tuple[str, ...] = tuple(
+    yaml.safe_load((ROOT / "roles" / "lab_fleet" / "defaults" / "main.yml").read_text())[
+        "lab_fleet_kernel_required_options"
+    ]
 )
 
 IMAGE_SIZE = "2G"
@@ -109,13 +94,11 @@ class LabVmError(RuntimeError):
 
 
 def cache_root(cache_dir: Path | None = None) -> Path:
-    """Return the cache root: *cache_dir*, ``$DAMON_FLEET_CACHE`` or ``~/.cache/damon-fleet``."""
+    """Return the cache root: *cache_dir*, else the controller's cache root as Ansible
+    resolves ``damon_fleet_cache_root`` of ``playbooks/vars/contracts.yml``."""
     if cache_dir is not None:
         return Path(cache_dir)
-    env = os.environ.get("DAMON_FLEET_CACHE")
-    if env:
-        return Path(env)
-    return Path.home() / ".cache" / "damon-fleet"
+    return Path(controller_value("damon_fleet_cache_root"))
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
@@ -152,28 +135,13 @@ def _run_logged(
 # --------------------------------------------------------------------------- kernel
 
 
-def parse_kconfig(text: str) -> dict[str, str]:
-    """Parse a ``.config`` into ``{"CONFIG_X": "y" | "m" | "n" | value}``."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        match = re.match(r"^(CONFIG_\w+)=(.*)$", line)
-        if match:
-            values[match[1]] = match[2]
-            continue
-        match = re.match(r"^# (CONFIG_\w+) is not set$", line)
-        if match:
-            values[match[1]] = "n"
-    return values
-
-
 def check_required_options(config_text: str, required: Sequence[str] = REQUIRED_OPTIONS) -> None:
     """Raise :class:`LabVmError` naming every required option that is not ``=y``."""
-    values = parse_kconfig(config_text)
-    missing = [opt for opt in required if values.get(opt) != "y"]
-    if missing:
+    dropped = dropped_options(config_text, required)
+    if dropped:
         raise LabVmError(
             "kernel .config lost required option(s) after olddefconfig: "
-            + ", ".join(f"{opt} (is {values.get(opt, 'unset')})" for opt in missing)
+            + ", ".join(f"{d['option']} (is {d['value']})" for d in dropped)
         )
 
 
@@ -233,19 +201,12 @@ def build_kernel(cache_dir: Path | None = None) -> Path:
 
 
 def host_debian_mirror() -> str:
-    """Return the Debian mirror the host's apt uses (``$DAMON_FLEET_MIRROR`` overrides)."""
+    """Return the Debian mirror the host's apt uses (``$DAMON_FLEET_MIRROR`` overrides),
+    as the lab_image module finds it."""
     env = os.environ.get("DAMON_FLEET_MIRROR")
     if env:
         return env.rstrip("/")
-    paths = [Path("/etc/apt/sources.list")]
-    sources_d = Path("/etc/apt/sources.list.d")
-    if sources_d.is_dir():
-        paths += sorted(sources_d.iterdir())
-    sources: dict[str, str] = {}
-    for path in paths:
-        with contextlib.suppress(OSError):
-            sources[path.name] = path.read_text()
-    return str(mirror_from_sources(sources) or DEFAULT_MIRROR)
+    return str(lab_image_module._host_mirror())
 
 
 def image_inputs_key() -> str:
@@ -334,23 +295,6 @@ def build_image(cache_dir: Path | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------- VM
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
 
 
 def _set_pdeathsig() -> None:
@@ -667,7 +611,7 @@ class LabVm:
         self._close_ssh_master()
         if self.port:
             deadline = time.monotonic() + 10
-            while _port_in_use(self.port) and time.monotonic() < deadline:
+            while port_in_use(self.port) and time.monotonic() < deadline:
                 time.sleep(0.2)
         if self._own_workdir and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -704,7 +648,7 @@ def _timed(label: str, timings: dict[str, float]) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m damon_fleet.labvm", description="Build and boot the damon-fleet lab VM."
+        prog="python tests/labvm.py", description="Build and boot the damon-fleet lab VM."
     )
     parser.add_argument("stage", choices=("kernel", "image", "boot-smoke"))
     parser.add_argument("--cache-dir", type=Path, default=None)
