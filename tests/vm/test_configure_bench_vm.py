@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labvm import LabVm
 from role_runner import RoleRun, role_runner
-
-from damon_fleet.labvm import LabVm
 
 pytestmark = pytest.mark.vm
 
