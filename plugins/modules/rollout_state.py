@@ -175,7 +175,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rollout_state import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import (
     FIX,
     PHASES,
     StateError,

@@ -21,14 +21,12 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ansible.module_utils.damon_bench import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.bench import (
     BENCH_FORMAT,
     bench_problem,
     format_latency,
     ratio,
 )
-
-import damon_fleet._paths  # noqa: F401  (makes ansible.module_utils.<ours> importable)
 
 BENCH_ROLE = "damon_bench"
 FAILED_TASK = "Fail with what went wrong during the bench"

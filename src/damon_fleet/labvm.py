@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ansible.module_utils.lab_image import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.image import (
     DEFAULT_MIRROR,
     GUEST_FILES,
     GUEST_SETUP,
@@ -50,7 +50,10 @@ from ansible.module_utils.lab_image import (
     mirror_from_sources,
     sha256_of_parts,
 )
-from ansible.module_utils.lab_qemu import SSH_OPTIONS, machine_argv
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import (
+    SSH_OPTIONS,
+    machine_argv,
+)
 
 from damon_fleet._paths import REPO_ROOT, runner_envvars
 

@@ -24,8 +24,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ansible.module_utils.damon_evidence import describe as describe_perf
-from ansible.module_utils.rollout_state import PHASES
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.evidence import (
+    describe as describe_perf,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import PHASES
 
 from damon_fleet import bench as bench_mod
 from damon_fleet import events as ev

@@ -16,9 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from ansible.module_utils import damon_evidence as evidence
-from ansible.module_utils.damon_kernel_facts import MAINLINE_DEFAULTS
-from ansible.module_utils.strict_yaml import StrictLoadError, load_json, load_yaml
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import evidence
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.kernel_facts import (
+    MAINLINE_DEFAULTS,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.shared.strict_yaml import (
+    StrictLoadError,
+    load_json,
+    load_yaml,
+)
 
 OPERATIONS = ("vaddr", "fvaddr", "paddr")
 POLICIES = ("fail", "accessed_bit", "skip")
@@ -932,7 +938,8 @@ def parse_config(config: Any, source: str) -> DamonConfig:
             settle = parse_settle_time(config["damon_perf_settle_time"], "damon_perf_settle_time")
         except SpecError as err:
             problems.items.extend(err.problems)
-    fallback, window, kernels = evidence.FALLBACK_ACCESSED_BITS, evidence.DEFAULT_WINDOW, ()
+    fallback, window = evidence.FALLBACK_ACCESSED_BITS, evidence.DEFAULT_WINDOW
+    kernels: tuple[str, ...] = ()
     try:
         if config.get("damon_perf_fallback_policy") is not None:
             fallback = evidence.parse_fallback_policy(

@@ -18,8 +18,10 @@ import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ansible.module_utils.damon_kernel_facts import default_value as kernel_default_value
-from ansible.module_utils.damon_spec import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.kernel_facts import (
+    default_value as kernel_default_value,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     LAYOUTS,
     DamonSpec,
     KdamondSpec,

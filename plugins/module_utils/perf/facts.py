@@ -16,14 +16,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible.module_utils.damon_spec import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     PERF_EVENT_INFO_KEYS,
     PERF_EVENT_KEYS,
     SpecError,
     parse_perf_event,
 )
-from ansible.module_utils.perf_mem_vv import damon_events, parse, summarize
-from ansible.module_utils.perf_pmu import Pmu, pmu_by_type, pmu_sysfs_summary, read_pmus
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.mem_vv import (
+    Kind,
+    damon_events,
+    parse,
+    summarize,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.pmu import (
+    Pmu,
+    pmu_by_type,
+    pmu_sysfs_summary,
+    read_pmus,
+)
 
 Runner = Callable[[Sequence[str], Mapping[str, str], float], tuple[int, str, str]]
 Reader = Callable[[str], "str | None"]
@@ -64,7 +74,7 @@ class Options:
     timeout: float = 30.0
     sysfs_root: str = "/sys"
     proc_root: str = "/proc"
-    kind: str = "loads"
+    kind: Kind = "loads"
     output_path: str = "perf.data"
     pinned_events: Sequence[Mapping[str, Any]] | None = None
     uid: int = field(default_factory=lambda: os.geteuid())
