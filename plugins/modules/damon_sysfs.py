@@ -353,7 +353,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     },
     "layout": {
         "type": "str",
-        "choices": list(LAYOUT_CHOICES),  # damon_plan.LAYOUTS and auto
+        "choices": list(LAYOUT_CHOICES),  # damon.plan.LAYOUTS and auto
         "default": "auto",
     },
     "fallback_policy": {

@@ -37,7 +37,8 @@ description:
     With O(state=list), the task fails naming every bad file and its problem, and still
     returns the good records (RV(records), RV(rows), RV(lines)) and RV(bad_records).
     C(damon-fleet status) and C(damon-fleet report) read the records the same way
-    (C(rollout_state.scan)), list the bad ones separately with their problem, and exit 1.
+    (C(kernel.rollout_state.scan) of module_utils), list the bad ones separately with their
+    problem, and exit 1.
 author:
   - damon-fleet contributors (@damon-fleet)
 extends_documentation_fragment:

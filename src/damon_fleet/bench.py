@@ -5,7 +5,7 @@ Pure functions but :func:`render_html`'s chart (drawn with matplotlib, in memory
 * :func:`from_events` reads what the ``damon_bench`` role reports per host (its
   ``set_stats`` data ``{"damon_bench": {...}}``, and its failures) into the
   ``bench.json`` document (format :data:`BENCH_FORMAT`, schema in
-  roles/damon_bench/README.md, checked by ``damon_bench.bench_problem``);
+  roles/damon_bench/README.md, checked by ``damon.bench.bench_problem``);
 * :func:`summary` folds the hosts into the fleet summary (median B/A ratios, the hosts
   where B is worse, the decisions);
 * :func:`render_table`, :func:`render_markdown` print the letter-style A/B table per host;

@@ -1,4 +1,4 @@
-"""Time ``perf_mem_vv.parse`` on real logs and on hostile input, against budgets.
+"""Time ``perf.mem_vv.parse`` on real logs and on hostile input, against budgets.
 
 Run: ``.venv/bin/python tests/bench/bench_parse.py [--repeat N]``.
 

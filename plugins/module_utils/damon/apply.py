@@ -13,7 +13,7 @@ needed, detect the layout, plan, then walk the plan in order writing only what
 differs (an ``nr_*`` write resets everything beneath it, which later reads see),
 turn kdamonds on, ``commit`` running ones that changed, read every value back,
 check ``pid``, and decide ``perf_effective`` from evidence (the kernel log and the
-``total_reports`` counter; the rules are in ``damon_evidence``).  Nothing here runs a
+``total_reports`` counter; the rules are in ``damon.evidence``).  Nothing here runs a
 shell; values are written to files under the admin root only.
 
 Also the entry point of the boot-time applier (:func:`applier_main`).
@@ -535,7 +535,7 @@ class ApplyResult:
 
     @property
     def perf_effective(self) -> str:
-        """``yes``, ``no`` or ``unknown`` (see ``damon_evidence``)."""
+        """``yes``, ``no`` or ``unknown`` (see ``damon.evidence``)."""
         value: str = self.perf.value if self.perf is not None else UNKNOWN
         return value
 
@@ -970,7 +970,7 @@ def apply_spec(
 
 def spec_from_config(config: Mapping[str, Any], source: str = "config") -> DamonSpec:
     """A :class:`DamonSpec` from the rendered config (role input names); unknown keys
-    are refused (see ``damon_spec.parse_config``)."""
+    are refused (see ``damon.spec.parse_config``)."""
     return parse_config(config, source).spec
 
 

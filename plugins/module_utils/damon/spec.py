@@ -3,7 +3,7 @@
 Pure code (no I/O): inventory data in, typed frozen dataclasses out.  Every error
 names the input path (``damon_perf_kdamonds[0].intervals.sample_us``) and says what
 is accepted.  Target resolution (pidfile, unit, process, paddr regions) happens on
-the host through a :class:`Resolver`; see ``damon_apply.HostResolver``.
+the host through a :class:`Resolver`; see ``damon.apply.HostResolver``.
 
 Shared by the ``damon_sysfs`` module, the boot-time applier and the CLI.  Runs on
 Python 3.8+ (managed hosts), standard library only.
@@ -38,7 +38,7 @@ PID_MAX = 1 << 22  # PID_MAX_LIMIT on 64-bit kernels
 
 DEFAULT_SAMPLE_FREQ = 5000  # the RFC v3 cover letter example
 # What a context reads right after it is created (the kernel's defaults, from
-# damon_kernel_facts): sample 5 ms, aggregation 100 ms, regions update 60 s.
+# damon.kernel_facts): sample 5 ms, aggregation 100 ms, regions update 60 s.
 _ATTRS = "kdamonds/<K>/contexts/<C>/monitoring_attrs/"
 DEFAULT_INTERVALS_US = tuple(
     int(MAINLINE_DEFAULTS[_ATTRS + "intervals/" + key])
@@ -855,7 +855,7 @@ def _resolve_target(target: Target, resolver: Resolver) -> Target:
 
 # --------------------------------------------------------------------------- files
 
-# The DAMON sysfs layouts (docs/damon-perf-abi.md), defined here once: damon_plan plans for
+# The DAMON sysfs layouts (docs/damon-perf-abi.md), defined here once: damon.plan plans for
 # each, damon_sysfs and the damon_perf role offer them (tests/unit/test_contracts.py).
 LAYOUTS = ("rfc-v3", "rfc-v1", "successor", "mainline")
 LAYOUT_CHOICES = ("auto", *LAYOUTS)
@@ -966,7 +966,7 @@ def parse_config(config: Any, source: str) -> DamonConfig:
 
 
 def load_config_text(text: str, source: str) -> DamonConfig:
-    """Load (strictly: see ``strict_yaml``) and validate the text of a config file.
+    """Load (strictly: see ``shared.strict_yaml``) and validate the text of a config file.
 
     ``#`` comment lines are allowed before JSON.  Raises :class:`SpecError`.
     """

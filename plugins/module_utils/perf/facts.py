@@ -125,10 +125,10 @@ def parse_perf_version(text: str) -> str | None:
 def normalize_events(events: Sequence[Mapping[str, Any]], source: str) -> list[dict[str, Any]]:
     """Validate events pinned in inventory; ints or ``0x`` strings, u64 range.
 
-    The accepted keys are ``damon_spec``'s (the ``damon_perf`` role reads the same
+    The accepted keys are ``damon.spec``'s (the ``damon_perf`` role reads the same
     ``damon_perf_events``): the four perf values, optionally ``sample_freq`` and
     ``sample_phys_addr``, and the informational ``pmu`` and ``name``. The per-event
-    sampling values are checked by ``damon_spec`` and passed through unchanged.
+    sampling values are checked by ``damon.spec`` and passed through unchanged.
     """
     accepted = ", ".join((*PERF_EVENT_INFO_KEYS, *PERF_EVENT_KEYS))
     if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
