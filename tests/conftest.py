@@ -1,4 +1,4 @@
-"""Shared test set-up: project module_utils importable as ``ansible.module_utils.*``, and
+"""Shared test set-up: the collection's module_utils importable (``damon_fleet``), and
 a Hypothesis profile that is deterministic and writes nothing into the repository."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "plugins" / "modules"))
 
-import damon_fleet  # noqa: E402,F401  (registers plugins/module_utils)
+import damon_fleet  # noqa: E402,F401  (makes the collection's module_utils importable)
 
 FIXTURES = ROOT / "tests" / "fixtures"
 

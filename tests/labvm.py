@@ -48,19 +48,22 @@ ROOT = Path(__file__).resolve().parents[1]
 for _path in (ROOT / "src", ROOT / "plugins" / "modules"):  # as tests/conftest.py does
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
-# The package makes plugins/module_utils importable as ansible.module_utils.<name>.
+# The package makes the collection (damon_fleet.fleet) importable.
 importlib.import_module("damon_fleet")
 
 import lab_image as lab_image_module  # type: ignore[import-not-found]  # noqa: E402
-from ansible.module_utils.kernel_series import dropped_options, parse_kconfig  # noqa: E402
-from ansible.module_utils.lab_image import (  # noqa: E402
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import (  # noqa: E402
+    dropped_options,
+    parse_kconfig,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.image import (  # noqa: E402
     GUEST_FILES,
     GUEST_SETUP,
     IMAGE_PACKAGES,
     SUITE,
     sha256_of_parts,
 )
-from ansible.module_utils.lab_qemu import (  # noqa: E402
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import (  # noqa: E402
     SSH_OPTIONS,
     free_port,
     machine_argv,

@@ -163,12 +163,12 @@ import pwd
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.damon_install import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.install import (
     InstallError,
     install,
     parse_wanted,
 )
-from ansible.module_utils.damon_spec import SpecError, check_unit_name
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import SpecError, check_unit_name
 
 _FILE = {
     "path": {"type": "str", "required": True},

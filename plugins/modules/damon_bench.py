@@ -201,7 +201,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.damon_bench import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.bench import (
     ACCESS_CHECK,
     LETTER_FUNCTIONS,
     BenchInputError,
@@ -217,7 +217,10 @@ from ansible.module_utils.damon_bench import (
     parse_workload_stats,
     workload_figures,
 )
-from ansible.module_utils.damon_spec import SpecError, parse_duration_us
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
+    SpecError,
+    parse_duration_us,
+)
 
 POLL = 0.1
 TRACE_HEAD_LINES = 40

@@ -321,7 +321,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.damon_apply import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
     ApplyError,
     HostResolver,
     KmsgLog,
@@ -331,8 +331,11 @@ from ansible.module_utils.damon_apply import (
     host_max_sample_rate,
     running_release,
 )
-from ansible.module_utils.damon_plan import LayoutError, PlanError
-from ansible.module_utils.damon_spec import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
+    LayoutError,
+    PlanError,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     LAYOUT_CHOICES,
     SpecError,
     check_boot_unit,
@@ -350,7 +353,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     },
     "layout": {
         "type": "str",
-        "choices": list(LAYOUT_CHOICES),  # damon_plan.LAYOUTS and auto
+        "choices": list(LAYOUT_CHOICES),  # damon.plan.LAYOUTS and auto
         "default": "auto",
     },
     "fallback_policy": {

@@ -106,7 +106,7 @@ series:
 from collections.abc import Callable, Mapping
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kernel_series import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import (
     SeriesError,
     check_arch,
     check_config_line,

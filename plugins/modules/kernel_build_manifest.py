@@ -164,7 +164,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kernel_series import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import (
     SeriesError,
     build_is_current,
     inputs_hash,

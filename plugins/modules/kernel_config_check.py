@@ -77,7 +77,7 @@ values:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kernel_series import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import (
     SeriesError,
     dropped_message,
     dropped_options,

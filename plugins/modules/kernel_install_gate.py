@@ -122,8 +122,11 @@ import platform
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.damon_plan import LayoutError, detect_layout
-from ansible.module_utils.kernel_install_gate import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
+    LayoutError,
+    detect_layout,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.install_gate import (
     CommandResult,
     GateError,
     Observed,

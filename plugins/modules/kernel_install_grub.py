@@ -147,7 +147,7 @@ import stat
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.grub_entries import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.grub_entries import (
     TRIAL_ID,
     GrubError,
     MenuEntry,

@@ -98,8 +98,17 @@ import os
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.grub_entries import TRIAL_ID, GrubError, parse_grub_cfg
-from ansible.module_utils.kexec_boot import KexecError, boot_paths, kexec_blocker, load_argv
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.grub_entries import (
+    TRIAL_ID,
+    GrubError,
+    parse_grub_cfg,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.kexec_boot import (
+    KexecError,
+    boot_paths,
+    kexec_blocker,
+    load_argv,
+)
 
 KEXEC_LOADED = "/sys/kernel/kexec_loaded"
 LOAD_DISABLED = "/proc/sys/kernel/kexec_load_disabled"

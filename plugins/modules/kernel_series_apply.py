@@ -103,7 +103,10 @@ output:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kernel_series import applied_count, parse_am_failure
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import (
+    applied_count,
+    parse_am_failure,
+)
 
 
 def main() -> None:

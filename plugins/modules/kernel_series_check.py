@@ -170,7 +170,7 @@ errors:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kernel_series import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import (
     SeriesError,
     load_manifest,
     parse_patch_ids,

@@ -75,7 +75,11 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.lab_qemu import choose_accel, kvm_probe_argv, kvm_probe_ok
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import (
+    choose_accel,
+    kvm_probe_argv,
+    kvm_probe_ok,
+)
 
 
 def probe_kvm(qemu: str, kernel: str, timeout: float) -> tuple[bool, str]:

@@ -130,7 +130,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.lab_image import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.image import (
     DEFAULT_MIRROR,
     DISK_FILES,
     FS_LABEL,

@@ -125,7 +125,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.lab_qemu import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import (
     LabQemuError,
     VmPaths,
     VmSpec,

@@ -184,7 +184,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.perf_facts import Options, PerfFactsError, gather
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.facts import (
+    Options,
+    PerfFactsError,
+    gather,
+)
 
 
 def _reader(path: str) -> str | None:

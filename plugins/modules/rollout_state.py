@@ -37,7 +37,8 @@ description:
     With O(state=list), the task fails naming every bad file and its problem, and still
     returns the good records (RV(records), RV(rows), RV(lines)) and RV(bad_records).
     C(damon-fleet status) and C(damon-fleet report) read the records the same way
-    (C(rollout_state.scan)), list the bad ones separately with their problem, and exit 1.
+    (C(kernel.rollout_state.scan) of module_utils), list the bad ones separately with their
+    problem, and exit 1.
 author:
   - damon-fleet contributors (@damon-fleet)
 extends_documentation_fragment:
@@ -175,7 +176,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.rollout_state import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import (
     FIX,
     PHASES,
     StateError,

@@ -8,9 +8,15 @@ installs as ``ansible_collections/damon_fleet/fleet`` next to this package. Ever
 needs a path to that content takes it from here (:data:`CONTENT_ROOT`); roles take theirs
 from ``role_path`` within the collection.
 
-Modules import shared code as ``ansible.module_utils.<name>`` (that is how Ansible
-ships it to hosts).  The CLI and the tests use the very same files: this module
-appends ``plugins/module_utils`` to the ``ansible.module_utils`` package path.
+Modules import shared code in the collection form,
+``ansible_collections.damon_fleet.fleet.plugins.module_utils.<domain>.<name>``, which
+Ansible resolves through its collections path and ships to hosts. A checkout is made a
+collection by the link :data:`COLLECTION_LINK` (``.damon-fleet/collections/
+ansible_collections/damon_fleet/fleet`` -> the checkout; ``collections_path`` in
+``ansible.cfg`` names its root). The CLI and the tests import the very same files: an
+installed wheel holds the collection in ``site-packages``, an editable install maps the
+package to the checkout, and :func:`register_module_utils` puts the link's root on
+``sys.path`` for a plain ``PYTHONPATH=src``.
 
 Runtime state (lab fleet, runs, rollout records) lives under :data:`STATE_ROOT`:
 ``$DAMON_FLEET_HOME`` when set, else ``.damon-fleet/`` of the checkout, else (installed)
@@ -23,8 +29,6 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-
-import ansible.module_utils
 
 COLLECTION = "damon_fleet.fleet"
 COLLECTION_PACKAGE = "ansible_collections.damon_fleet.fleet"
@@ -62,13 +66,43 @@ STATE_ROOT = Path(
     or (CONTENT_ROOT / ".damon-fleet" if IS_CHECKOUT else Path.cwd() / ".damon-fleet")
 ).absolute()
 LAB_STATE_DIR = Path(os.environ.get(LAB_STATE_ENV) or STATE_ROOT / "lab").absolute()
+# The collections root of a checkout (ansible.cfg's collections_path names it) and the link
+# in it that makes the checkout the collection damon_fleet.fleet. Runtime state: in the
+# checkout's .damon-fleet/ whatever DAMON_FLEET_HOME says, as ansible.cfg's path is
+# relative to ansible.cfg.
+COLLECTIONS_ROOT = CONTENT_ROOT / ".damon-fleet" / "collections"
+COLLECTION_LINK = COLLECTIONS_ROOT / "ansible_collections" / "damon_fleet" / "fleet"
+
+
+def ensure_collection_link() -> None:
+    """In a checkout, create (or repair) :data:`COLLECTION_LINK`, a relative symlink to
+    the checkout, so that Ansible finds damon_fleet.fleet and the modules' imports of its
+    module_utils. An installed wheel needs none: the collection is in ``site-packages``."""
+    if not IS_CHECKOUT:
+        return
+    target = os.path.relpath(CONTENT_ROOT, COLLECTION_LINK.parent)
+    if COLLECTION_LINK.is_symlink() and os.readlink(COLLECTION_LINK) == target:
+        return
+    if COLLECTION_LINK.exists() and not COLLECTION_LINK.is_symlink():
+        raise RuntimeError(
+            f"{COLLECTION_LINK} is not a symlink: remove it, damon-fleet links it to "
+            f"the checkout ({target})"
+        )
+    COLLECTION_LINK.parent.mkdir(parents=True, exist_ok=True)
+    staged = COLLECTION_LINK.with_name(f".fleet.{os.getpid()}")
+    staged.unlink(missing_ok=True)
+    os.symlink(target, staged)
+    os.replace(staged, COLLECTION_LINK)
 
 
 def register_module_utils() -> None:
-    """Make ``ansible.module_utils.<name>`` resolve to ``plugins/module_utils/<name>.py``."""
-    path = str(MODULE_UTILS)
-    if path not in ansible.module_utils.__path__:
-        ansible.module_utils.__path__.append(path)
+    """Make ``ansible_collections.damon_fleet.fleet.plugins.module_utils`` importable in
+    this process (the checkout's, when this package is a checkout's) without creating
+    anything: the link's collections root goes on ``sys.path`` when it exists."""
+    if IS_CHECKOUT and COLLECTION_LINK.is_dir():
+        root = str(COLLECTIONS_ROOT)
+        if root not in sys.path:
+            sys.path.append(root)
 
 
 def register_inventory_plugins() -> None:

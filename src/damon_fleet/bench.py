@@ -5,7 +5,7 @@ Pure functions but :func:`render_html`'s chart (drawn with matplotlib, in memory
 * :func:`from_events` reads what the ``damon_bench`` role reports per host (its
   ``set_stats`` data ``{"damon_bench": {...}}``, and its failures) into the
   ``bench.json`` document (format :data:`BENCH_FORMAT`, schema in
-  roles/damon_bench/README.md, checked by ``damon_bench.bench_problem``);
+  roles/damon_bench/README.md, checked by ``damon.bench.bench_problem``);
 * :func:`summary` folds the hosts into the fleet summary (median B/A ratios, the hosts
   where B is worse, the decisions);
 * :func:`render_table`, :func:`render_markdown` print the letter-style A/B table per host;
@@ -21,14 +21,12 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ansible.module_utils.damon_bench import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.bench import (
     BENCH_FORMAT,
     bench_problem,
     format_latency,
     ratio,
 )
-
-import damon_fleet._paths  # noqa: F401  (makes ansible.module_utils.<ours> importable)
 
 BENCH_ROLE = "damon_bench"
 FAILED_TASK = "Fail with what went wrong during the bench"

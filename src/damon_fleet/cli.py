@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from damon_fleet._paths import ensure_collection_link, register_module_utils
 from damon_fleet.bench_cli import add_bench_parser
 from damon_fleet.damon_cli import add_damon_parser
 from damon_fleet.lab_cli import add_lab_parser
@@ -50,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = os.environ.get(DEBUG_ENV) == "1"
     try:
+        # ansible-playbook finds the checkout as the collection damon_fleet.fleet (the
+        # modules' module_utils imports) through this link; a fresh clone has none yet.
+        ensure_collection_link()
+        register_module_utils()
         result: int = args.func(args)
     except BrokenPipeError:  # e.g. piped into head: not an error of ours
         sys.stderr.close()

@@ -7,8 +7,11 @@ import json
 import os
 import sys
 
-from ansible.module_utils.damon_apply import HostResolver, load_config
-from ansible.module_utils.damon_plan import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
+    HostResolver,
+    load_config,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
     LAYOUTS,
     LayoutError,
     PlanError,
@@ -16,9 +19,10 @@ from ansible.module_utils.damon_plan import (
     format_writes,
     plan,
 )
-from ansible.module_utils.damon_spec import SpecError, resolve_targets
-
-import damon_fleet._paths  # noqa: F401  (makes ansible.module_utils.<ours> importable)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
+    SpecError,
+    resolve_targets,
+)
 
 EXIT_BAD_INPUT = 2
 

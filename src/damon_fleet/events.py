@@ -15,7 +15,7 @@ ansible-runner hands the task's result (``res.ansible_stats.data``) to the CLI i
 task's ``runner_on_ok`` event, as it happens. The events (:data:`KINDS`):
 
 ``stage``        ``stage``: one of :data:`KNOWN_STAGES`; the run is in that stage from here on
-``phase``        ``phase``: one of :data:`PRE_PHASES` or ``rollout_state.PHASES``; the
+``phase``        ``phase``: one of :data:`PRE_PHASES` or ``kernel.rollout_state.PHASES``; the
                  event's host is in that phase of its rollout
 ``batch_start``  ``batch`` (number), ``hosts`` (the batch's hosts)
 ``batch_done``   ``batch``, ``seconds``
@@ -42,7 +42,7 @@ OTHER_STAGES = ("bench",)
 # The stages of `damon-fleet lab up` (playbooks/lab.yml, role lab_fleet).
 LAB_STAGES = ("kernel", "image", "disk", "boot")
 KNOWN_STAGES = STAGES + OTHER_STAGES + LAB_STAGES
-# The rollout's phases before the rollout records' own (rollout_state.PHASES): "batch" for
+# The rollout's phases before the rollout records' own (kernel.rollout_state.PHASES): "batch" for
 # the rollout play's own tasks, "check" for the role's checks before anything changes.
 PRE_PHASES = ("batch", "check")
 BUILD_RESULTS = {

@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ansible.module_utils.lab_qemu import SSH_OPTIONS, format_table, list_vms, vm_status
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import (
+    SSH_OPTIONS,
+    format_table,
+    list_vms,
+    vm_status,
+)
 
 from damon_fleet import run_cli
 from damon_fleet._paths import CONTENT_ROOT, LAB_STATE_DIR, runner_envvars

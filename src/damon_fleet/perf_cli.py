@@ -12,9 +12,18 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ansible.module_utils.perf_facts import DEFAULT_WORKLOAD, TIMEOUT_RC, Options, gather
-from ansible.module_utils.perf_mem_vv import parse, summarize
-from ansible.module_utils.perf_pmu import PmuError, read_pmus, resolve_event
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.facts import (
+    DEFAULT_WORKLOAD,
+    TIMEOUT_RC,
+    Options,
+    gather,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.mem_vv import parse, summarize
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.pmu import (
+    PmuError,
+    read_pmus,
+    resolve_event,
+)
 
 EXIT_BAD_INPUT = 2
 

@@ -10,7 +10,7 @@ Pure functions, no I/O:
   facts, the structured events of :mod:`damon_fleet.events` (stages, rollout phases,
   batches, build and run times; never task names or messages), failures and the final
   ``playbook_on_stats``;
-* :func:`build_report` joins them with the rollout records (``rollout_state``, format 1:
+* :func:`build_report` joins them with the rollout records (``kernel.rollout_state``, format 1:
   kernel before/after, gate checks, seconds per phase, error) into one JSON document;
 * :func:`render_table`, :func:`render_markdown`, :func:`render_html` print it;
   :func:`fleet_status` folds several reports and the records into "the fleet as last seen".
@@ -24,8 +24,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ansible.module_utils.damon_evidence import describe as describe_perf
-from ansible.module_utils.rollout_state import PHASES
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.evidence import (
+    describe as describe_perf,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import PHASES
 
 from damon_fleet import bench as bench_mod
 from damon_fleet import events as ev
@@ -109,7 +111,7 @@ def _yes_no(value: Any) -> str:
 
 
 def _perf_text(row: Mapping[str, Any], with_reason: bool) -> str:
-    """perf_effective as damon_evidence describes it (a stand-in kernel is always named);
+    """perf_effective as damon.evidence describes it (a stand-in kernel is always named);
     a result recorded before it had evidence holds a bool (or nothing)."""
     value = row.get("perf_effective")
     if value is None or isinstance(value, bool):

@@ -21,7 +21,9 @@ from damon_fleet.run_cli import EXIT_BAD_INPUT, add_run_options, cmd_run
 
 def release_pattern() -> re.Pattern[str]:
     """The kernel release pattern of the GRUB module (one definition)."""
-    from ansible.module_utils.grub_entries import RELEASE
+    from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.grub_entries import (
+        RELEASE,
+    )
 
     pattern: re.Pattern[str] = RELEASE
     return pattern

@@ -530,9 +530,9 @@ def load_records(
     state_dir: Path | None, hosts: Sequence[str] | None = None
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """The rollout records of *state_dir* (of *hosts* when given), and (file, problem) for
-    each file that is not a usable record (``rollout_state.scan``: one rule for the CLI and
+    each file that is not a usable record (``kernel.rollout_state.scan``: one rule for the CLI and
     the module)."""
-    from ansible.module_utils.rollout_state import scan
+    from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import scan
 
     if state_dir is None:
         return [], []

@@ -19,8 +19,12 @@ from damon_fleet._paths import register_module_utils  # noqa: E402
 
 register_module_utils()
 
-from ansible.module_utils.damon_apply import apply_spec  # noqa: E402
-from ansible.module_utils.damon_spec import parse_spec  # noqa: E402
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (  # noqa: E402
+    apply_spec,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (  # noqa: E402
+    parse_spec,
+)
 from damon_examples import EXAMPLE  # noqa: E402
 from fake_damon_sysfs import FakeDamonSysfs  # noqa: E402
 

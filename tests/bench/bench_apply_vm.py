@@ -1,8 +1,9 @@
 """Time to apply a one-kdamond configuration on the real lab kernel (QEMU guest, TCG).
 
 Boots the lab VM (kernel and image from the cache, built if missing), installs the
-boot-time applier in the guest (the role's ``damon-fleet-apply`` template and the three
-module_utils files, under a private directory so no role run is needed), and prints the
+boot-time applier in the guest (the role's ``damon-fleet-apply`` template and the
+module_utils files the role ships, laid out as the role lays them out, under a private
+directory so no role run is needed), and prints the
 median of N runs of
 
 * a first apply from nothing (``nr_kdamonds`` 0, as at boot) and
@@ -35,15 +36,8 @@ for _path in (ROOT / "src", ROOT / "tests"):  # the package and the lab harness 
 
 TARGET_S = 1.0
 GUEST_DIR = "/tmp/damon-bench"
-MODULE_UTILS = (
-    "strict_yaml.py",
-    "damon_kernel_facts.py",
-    "damon_evidence.py",
-    "damon_spec.py",
-    "damon_plan.py",
-    "damon_apply.py",
-)
-ROLE_TEMPLATES = ROOT / "roles" / "damon_perf" / "templates"
+ROLE = ROOT / "roles" / "damon_perf"
+ROLE_TEMPLATES = ROLE / "templates"
 WORKLOAD_UNIT = "damon-bench-workload.service"
 
 # The RFC v3 cover-letter kdamond on the mainline layout: vaddr, its intervals, the
@@ -59,7 +53,7 @@ BENCH_KDAMOND: dict[str, Any] = {
 # Runs in the guest: N rounds of (reset to nr_kdamonds 0, first apply, re-apply), both
 # as the applier command and in-process; prints one JSON object.
 GUEST_BENCH = r"""
-import json, os, subprocess, sys, time, types
+import json, os, runpy, subprocess, sys, time
 
 bench_dir, rounds = sys.argv[1], int(sys.argv[2])
 admin = "/sys/kernel/mm/damon/admin"
@@ -94,14 +88,9 @@ def command():
     return took, json.loads(proc.stdout)
 
 
-ansible_pkg = types.ModuleType("ansible")
-ansible_pkg.__path__ = []
-module_utils = types.ModuleType("ansible.module_utils")
-module_utils.__path__ = [bench_dir]
-ansible_pkg.module_utils = module_utils
-sys.modules["ansible"] = ansible_pkg
-sys.modules["ansible.module_utils"] = module_utils
-from ansible.module_utils import damon_apply as da
+# The applier's own private module_utils package (its LIB_DIR is bench_dir).
+runpy.run_path(applier, run_name="damon_fleet_apply")["_private_namespace"](bench_dir)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import apply as da
 
 
 def in_process():
@@ -131,6 +120,14 @@ for _ in range(rounds):
 reset()
 print(json.dumps(out))
 """
+
+
+def shipped_module_utils() -> list[str]:
+    """The module_utils files the role installs in its lib dir (paths under it)."""
+    import yaml
+
+    data = yaml.safe_load((ROLE / "vars" / "main.yml").read_text(encoding="utf-8"))
+    return list(data["__damon_perf_module_utils"])
 
 
 def render_applier(lib_dir: str) -> str:
@@ -169,7 +166,8 @@ def install(vm: Any, guest_dir: str = GUEST_DIR) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "damon-bench"
         local.mkdir()
-        for name in MODULE_UTILS:
+        for name in shipped_module_utils():
+            (local / name).parent.mkdir(exist_ok=True)
             (local / name).write_text((ROOT / "plugins" / "module_utils" / name).read_text())
         applier = local / "damon-fleet-apply"
         applier.write_text(render_applier(guest_dir))

@@ -1,4 +1,4 @@
-"""Time ``perf_mem_vv.parse`` on real logs and on hostile input, against budgets.
+"""Time ``perf.mem_vv.parse`` on real logs and on hostile input, against budgets.
 
 Run: ``.venv/bin/python tests/bench/bench_parse.py [--repeat N]``.
 
@@ -28,8 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-import damon_fleet._paths  # noqa: E402,F401,I001  (registers plugins/module_utils)
-from ansible.module_utils.perf_mem_vv import parse, summarize  # noqa: E402
+import damon_fleet  # noqa: E402,F401,I001  (makes the collection's module_utils importable)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.mem_vv import (  # noqa: E402
+    parse,
+    summarize,
+)
 
 LOGS = ROOT / "tests" / "fixtures" / "perf-mem-logs"
 TARGET_MS = 50.0  # per 10,000 lines

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.module_utils.kernel_series import shown
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import shown
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.perf_mem_vv import parse, summarize
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.mem_vv import parse, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = ROOT / "tests" / "fixtures" / "perf-mem-logs" / "rfc-v3-cover-letter-example-PARTIAL.log"
@@ -128,6 +128,21 @@ def test_the_content_is_the_installed_collection(installed: Installed) -> None:
         assert (Path(content) / shipped).is_file(), shipped
     assert (Path(content) / "plugins" / "inventory" / "lab_fleet.py").is_file()
     assert not (Path(content) / "tests").exists()
+    for package in ("perf", "damon", "kernel", "lab", "shared"):
+        assert (Path(content) / "plugins" / "module_utils" / package / "__init__.py").is_file()
+
+
+def test_the_module_utils_import_from_the_installed_collection(installed: Installed) -> None:
+    proc = installed.run(
+        "python",
+        "-c",
+        "import ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply as m; "
+        "print(m.__file__)",
+    )
+    assert proc.returncode == 0, proc.stderr
+    site = next((installed.venv / "lib").glob("python3*/site-packages"))
+    collection = site / "ansible_collections" / "damon_fleet" / "fleet"
+    assert proc.stdout.strip() == str(collection / "plugins/module_utils/damon/apply.py")
 
 
 def test_ansible_finds_the_collection(installed: Installed) -> None:

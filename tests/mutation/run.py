@@ -12,11 +12,13 @@ exits 1 when a module's kill rate (accepted survivors counted as killed) is unde
 (``TESTS``). Nothing is written into the checkout: mutmut works in a temporary folder
 (``--keep DIR`` keeps the copies in ``DIR/<module>`` for ``mutmut show``/``browse``).
 
-How the copy is laid out: modules import shared code as ``ansible.module_utils.<name>``.
-mutmut names a mutant after the file's path (``src/`` stripped), so each module_utils
-file is also placed at ``src/ansible/module_utils/<name>.py``, and the pytest plugin
-``mutation_paths`` puts that folder first on ``ansible.module_utils.__path__``; the tests
-then import the mutated file under the name mutmut expects.
+How the copy is laid out: modules import shared code as
+``ansible_collections.damon_fleet.fleet.plugins.module_utils.<package>.<name>``. mutmut
+names a mutant after the file's path (``src/`` stripped), so the module_utils file under
+test is also placed at ``src/ansible_collections/damon_fleet/fleet/plugins/module_utils/
+<package>/<name>.py``, and the pytest plugin ``mutation_paths`` puts that folder first on
+the package's ``__path__``; the tests then import the mutated file under the name mutmut
+expects.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ GOAL = 0.85
 
 # name -> file (relative to the checkout). The mutant keys start with the module path.
 MODULES: dict[str, str] = {
-    "perf_mem_vv": "plugins/module_utils/perf_mem_vv.py",
-    "perf_pmu": "plugins/module_utils/perf_pmu.py",
-    "damon_spec": "plugins/module_utils/damon_spec.py",
-    "damon_plan": "plugins/module_utils/damon_plan.py",
-    "damon_apply": "plugins/module_utils/damon_apply.py",
-    "rollout_state": "plugins/module_utils/rollout_state.py",
-    "kernel_install_gate": "plugins/module_utils/kernel_install_gate.py",
+    "perf_mem_vv": "plugins/module_utils/perf/mem_vv.py",
+    "perf_pmu": "plugins/module_utils/perf/pmu.py",
+    "damon_spec": "plugins/module_utils/damon/spec.py",
+    "damon_plan": "plugins/module_utils/damon/plan.py",
+    "damon_apply": "plugins/module_utils/damon/apply.py",
+    "rollout_state": "plugins/module_utils/kernel/rollout_state.py",
+    "kernel_install_gate": "plugins/module_utils/kernel/install_gate.py",
     "report": "src/damon_fleet/report.py",
 }
 # The tests that judge each module's mutants (globs under tests/unit): the module's own
@@ -73,18 +75,19 @@ UNCHECKED = {"not checked"}
 SHOW = 60
 
 
-def key_prefix(name: str) -> str:
-    path = MODULES[name]
-    if path.startswith("plugins/module_utils/"):
-        return f"ansible.module_utils.{name}."
-    return path[len("src/") : -len(".py")].replace("/", ".") + "."
+# Where the collection's files sit in the copy's src/ (mutmut's source path).
+COLLECTION_SRC = "src/ansible_collections/damon_fleet/fleet/"
 
 
 def workspace_path(name: str) -> str:
     path = MODULES[name]
     if path.startswith("plugins/module_utils/"):
-        return f"src/ansible/module_utils/{name}.py"
+        return COLLECTION_SRC + path
     return path
+
+
+def key_prefix(name: str) -> str:
+    return workspace_path(name)[len("src/") : -len(".py")].replace("/", ".") + "."
 
 
 def read_accepted() -> dict[str, str]:

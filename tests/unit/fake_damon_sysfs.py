@@ -41,7 +41,7 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ansible.module_utils import damon_kernel_facts as facts
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import kernel_facts as facts
 
 OPS_KEYWORDS = facts.AVAIL_OPERATIONS_ORDER
 STATE_COMMANDS = facts.STATE_COMMANDS

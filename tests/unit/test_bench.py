@@ -1,4 +1,4 @@
-"""The bench's parsing and gate (plugins/module_utils/damon_bench.py) over real output:
+"""The bench's parsing and gate (plugins/module_utils/damon/bench.py) over real output:
 the RFC v3 cover letter's `perf ftrace latency` blocks, /proc files of the build machine,
 and tracefs function_graph output captured on the lab (tests/fixtures/ftrace-latency)."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils.damon_bench import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.bench import (
     DECISION_ACCESSED,
     DECISION_PERF,
     BenchInputError,

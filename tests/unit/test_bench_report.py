@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils.damon_bench import bench_problem
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.bench import bench_problem
 
 from damon_fleet import bench as bench_mod
 from damon_fleet import report as report_mod

@@ -15,8 +15,15 @@ from typing import Any
 import damon_sysfs
 import pytest
 import yaml
-from ansible.module_utils import damon_plan, damon_spec, kernel_install_gate, kernel_series
-from ansible.module_utils.rollout_state import PHASES
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import plan as damon_plan
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import spec as damon_spec
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel import (
+    install_gate as kernel_install_gate,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel import (
+    series as kernel_series,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import PHASES
 
 from damon_fleet import events as ev
 from damon_fleet import report, run_cli

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from ansible.module_utils.damon_apply import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
     Applier,
     ApplyError,
     EvidenceSettings,
@@ -20,8 +20,8 @@ from ansible.module_utils.damon_apply import (
     parse_perf_failures,
     same_value,
 )
-from ansible.module_utils.damon_plan import PlanError
-from ansible.module_utils.damon_spec import parse_spec
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import PlanError
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import parse_spec
 from damon_examples import EXAMPLE
 from fake_damon_sysfs import FakeDamonSysfs, FakeKernelLog, kstrtoint, kstrtoull
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils.damon_apply import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
     MAX_CONFIG_BYTES,
     Applier,
     ApplyError,
@@ -35,7 +35,10 @@ from ansible.module_utils.damon_apply import (
     same_value,
     spec_from_config,
 )
-from ansible.module_utils.damon_spec import SpecError, parse_spec
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
+    SpecError,
+    parse_spec,
+)
 from damon_examples import EXAMPLE
 from fake_damon_sysfs import FakeDamonSysfs
 

@@ -1,4 +1,4 @@
-"""damon_install: compare and write only what differs (in tmp_path), check mode, diff."""
+"""damon.install: compare and write only what differs (in tmp_path), check mode, diff."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import stat
 
 import pytest
-from ansible.module_utils.damon_install import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.install import (
     InstallError,
     WantedDir,
     WantedFile,
@@ -16,7 +16,7 @@ from ansible.module_utils.damon_install import (
     parse_mode,
     parse_wanted,
 )
-from ansible.module_utils.damon_spec import SpecError, quote
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import SpecError, quote
 
 UID, GID = os.getuid(), os.getgid()
 

@@ -12,10 +12,13 @@ import errno
 from typing import Any
 
 import pytest
-from ansible.module_utils import damon_kernel_facts as facts
-from ansible.module_utils.damon_apply import apply_spec
-from ansible.module_utils.damon_plan import PERF_EVENTS_DIRS, default_value
-from ansible.module_utils.damon_spec import parse_spec
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import kernel_facts as facts
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import apply_spec
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
+    PERF_EVENTS_DIRS,
+    default_value,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import parse_spec
 from damon_examples import EXAMPLE
 from fake_damon_sysfs import FakeDamonSysfs
 

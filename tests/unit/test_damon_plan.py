@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ansible.module_utils.damon_plan import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
     LAYOUTS,
     LayoutError,
     LayoutUndetermined,
@@ -15,7 +15,7 @@ from ansible.module_utils.damon_plan import (
     rebuild_scope,
     structure_writes,
 )
-from ansible.module_utils.damon_spec import parse_spec
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import parse_spec
 from damon_examples import EXAMPLE
 from fake_damon_sysfs import FakeDamonSysfs
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils.damon_plan import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
     ADMIN_ROOT,
     LAYOUTS,
     PERF_EVENTS_DIRS,
@@ -28,7 +28,7 @@ from ansible.module_utils.damon_plan import (
     sample_rate_problems,
     structure_writes,
 )
-from ansible.module_utils.damon_spec import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     DamonSpec,
     KdamondSpec,
     PerfEvent,

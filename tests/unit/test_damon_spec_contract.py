@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ansible.module_utils.damon_spec import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     DEFAULT_INTERVALS_US,
     DEFAULT_NR_REGIONS,
     DamonConfig,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import kernel_install_grub
 import pytest
-from ansible.module_utils.grub_entries import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.grub_entries import (
     TRIAL_ID,
     GrubError,
     check_release,

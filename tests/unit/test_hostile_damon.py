@@ -22,14 +22,14 @@ from unittest import mock
 
 import damon_sysfs
 import pytest
-from ansible.module_utils.damon_apply import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
     ApplyError,
     HostResolver,
     RealSysfs,
     applier_main,
     apply_spec,
 )
-from ansible.module_utils.damon_spec import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     MAX_KDAMONDS,
     DamonConfig,
     SpecError,

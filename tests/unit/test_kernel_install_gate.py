@@ -14,7 +14,7 @@ from pathlib import Path
 
 import kernel_install_gate
 import pytest
-from ansible.module_utils.kernel_install_gate import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.install_gate import (
     CommandResult,
     Observed,
     evaluate,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible.module_utils.kernel_install_gate import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.install_gate import (
     DEFAULT_LOG_PATTERNS,
     Check,
     CommandResult,

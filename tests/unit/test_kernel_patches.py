@@ -1,6 +1,6 @@
 """Kernel patch series manifests (``kernel-patches/*/manifest.yml``), format 1.
 
-The format is defined once, in ``plugins/module_utils/kernel_series.py``, and documented
+The format is defined once, in ``plugins/module_utils/kernel/series.py``, and documented
 in ``kernel-patches/README.md``; this file adds the repository's own policy.
 Fast: reads the manifests, fragments and bundled mboxes; builds nothing.
 """
@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.module_utils import kernel_series as ks
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel import series as ks
 from conftest import ROOT
 
 PATCH_DIR = ROOT / "kernel-patches"
 MANIFESTS = sorted(PATCH_DIR.glob("*/manifest.yml"))
 
-# Repository policy on top of the format (plugins/module_utils/kernel_series.py is the one
+# Repository policy on top of the format (plugins/module_utils/kernel/series.py is the one
 # definition of the format): every series here is a DAMON series, so it requires these.
 REQUIRED_OPTIONS = {
     "CONFIG_DAMON",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.module_utils import kernel_series as ks
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel import series as ks
 from conftest import ROOT
 
 PATCH_DIR = ROOT / "kernel-patches"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import kernel_install_kexec
 import pytest
-from ansible.module_utils.kexec_boot import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.kexec_boot import (
     KexecError,
     boot_paths,
     kexec_blocker,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.lab_qemu import VmState
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import VmState
 
 from damon_fleet import lab_cli
 from damon_fleet.cli import build_parser, main

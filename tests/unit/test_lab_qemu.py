@@ -13,7 +13,7 @@ from unittest import mock
 import lab_accel
 import lab_image
 import pytest
-from ansible.module_utils.lab_image import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.image import (
     DISK_FILES,
     FS_UUID,
     GRUB_PROBE_STUB,
@@ -30,7 +30,7 @@ from ansible.module_utils.lab_image import (
     release_from_package,
     rootfs_key,
 )
-from ansible.module_utils.lab_qemu import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import (
     LabQemuError,
     VmSpec,
     VmState,

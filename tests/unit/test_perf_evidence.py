@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ansible.module_utils.damon_apply import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
     ApplyError,
     EvidenceSettings,
     apply_spec,
     evidence_settings,
 )
-from ansible.module_utils.damon_evidence import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.evidence import (
     MAX_FAILURE_LINES,
     MAX_LINE_CHARS,
     Counter,
@@ -27,7 +27,11 @@ from ansible.module_utils.damon_evidence import (
     parse_stand_in_kernels,
     parse_window,
 )
-from ansible.module_utils.damon_spec import SpecError, load_config_text, parse_spec
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
+    SpecError,
+    load_config_text,
+    parse_spec,
+)
 from damon_examples import EXAMPLE
 from fake_damon_sysfs import FakeDamonSysfs, FakeKernelLog
 

@@ -12,7 +12,7 @@ import perf_mem_facts
 import pmu_trees
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.perf_facts import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.facts import (
     PerfFactsError,
     normalize_events,
     parse_cpuinfo,

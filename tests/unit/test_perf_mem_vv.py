@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils.perf_mem_vv import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.mem_vv import (
     HINT_BARE,
     HINT_OMITTED,
     HINT_PERF_TYPE,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.perf_mem_vv import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.mem_vv import (
     HINT_BARE,
     HINT_OMITTED,
     HINT_PERF_TYPE,

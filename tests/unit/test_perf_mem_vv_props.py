@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils.perf_mem_vv import Kind, ParseResult, damon_events, parse, summarize
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.mem_vv import (
+    Kind,
+    ParseResult,
+    damon_events,
+    parse,
+    summarize,
+)
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

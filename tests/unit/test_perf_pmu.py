@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.perf_pmu import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.pmu import (
     FormatTerm,
     Pmu,
     PmuError,

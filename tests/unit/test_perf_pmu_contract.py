@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.perf_pmu import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.pmu import (
     FormatTerm,
     Pmu,
     PmuError,

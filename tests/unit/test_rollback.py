@@ -10,8 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.lab_image import KEXEC_SETUP, LAB_GUEST_SETUP, LAB_IMAGE_PACKAGES
-from ansible.module_utils.rollout_state import StateError, parse, summary_rows, update
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import (
+    StateError,
+    parse,
+    summary_rows,
+    update,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.image import (
+    KEXEC_SETUP,
+    LAB_GUEST_SETUP,
+    LAB_IMAGE_PACKAGES,
+)
 
 from damon_fleet import cli, rollback_cli
 from damon_fleet.report_rollback import format_reboots, reboot_rows

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import rollout_state
-from ansible.module_utils.kernel_install_gate import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.install_gate import (
     CommandResult,
     Observed,
     evaluate,
@@ -15,7 +15,7 @@ from ansible.module_utils.kernel_install_gate import (
     passed,
     scan_kernel_log,
 )
-from ansible.module_utils.rollout_state import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import (
     StateError,
     file_name,
     format_table,

@@ -12,7 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.rollout_state import apply, scan
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import (
+    apply,
+    scan,
+)
 
 WORKERS = 8
 UPDATES = 50

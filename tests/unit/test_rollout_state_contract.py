@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.rollout_state import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.rollout_state import (
     MAX_RECORD_BYTES,
     StateError,
     apply,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ansible.module_utils.lab_qemu import SSH_OPTIONS
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import SSH_OPTIONS
 
 
 def lab_hosts(inventory: Path) -> dict[str, dict[str, Any]]:

@@ -315,8 +315,9 @@ def test_01_role_starts_paddr_and_vaddr_kdamonds(lab_vm: LabVm, run_role) -> Non
     assert config["damon_perf_kdamonds"] == kdamonds()
     assert config["damon_perf_no_event_policy"] == "accessed_bit"
     lab_vm.ssh(f"test -x {APPLIER}")
-    lab_vm.ssh(f"test -f {LIB_DIR}/damon_spec.py -a -f {LIB_DIR}/damon_plan.py")
-    lab_vm.ssh(f"test -f {LIB_DIR}/damon_apply.py -a -f {LIB_DIR}/damon_evidence.py")
+    lab_vm.ssh(f"test -f {LIB_DIR}/damon/__init__.py -a -f {LIB_DIR}/shared/__init__.py")
+    lab_vm.ssh(f"test -f {LIB_DIR}/damon/spec.py -a -f {LIB_DIR}/damon/plan.py")
+    lab_vm.ssh(f"test -f {LIB_DIR}/damon/apply.py -a -f {LIB_DIR}/damon/evidence.py")
     lab_vm.ssh(f"test -f {UNIT_PATH}")
     assert lab_vm.ssh(f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
     show = lab_vm.ssh(f"systemctl show -p After -p Type -p ExecStart {UNIT}").stdout

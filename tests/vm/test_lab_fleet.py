@@ -19,7 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.module_utils.lab_qemu import port_in_use, running_pid
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import (
+    port_in_use,
+    running_pid,
+)
 from lab_inventory import lab_hosts, lab_ssh
 
 from damon_fleet._paths import REPO_ROOT

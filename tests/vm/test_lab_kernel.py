@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ansible.module_utils.kernel_series import parse_kconfig
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import parse_kconfig
 from labvm import LabVm
 
 pytestmark = pytest.mark.vm
@@ -509,9 +509,11 @@ def test_region_addresses_accept_hex(sysfs: GuestSysfs) -> None:
 
 def test_every_default_matches_the_facts_table(sysfs: GuestSysfs) -> None:
     """Every file of the mainline tree reads, right after its directory is created, what
-    plugins/module_utils/damon_kernel_facts.py says (the planner and the unit fake use
+    plugins/module_utils/damon/kernel_facts.py says (the planner and the unit fake use
     that table); the 6.12 state rules the table records hold here too."""
-    from ansible.module_utils import damon_kernel_facts as facts
+    from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import (
+        kernel_facts as facts,
+    )
 
     numbers = {"<K>": "0", "<C>": "0", "<T>": "0", "<R>": "0"}
 

@@ -13,7 +13,7 @@ needed, detect the layout, plan, then walk the plan in order writing only what
 differs (an ``nr_*`` write resets everything beneath it, which later reads see),
 turn kdamonds on, ``commit`` running ones that changed, read every value back,
 check ``pid``, and decide ``perf_effective`` from evidence (the kernel log and the
-``total_reports`` counter; the rules are in ``damon_evidence``).  Nothing here runs a
+``total_reports`` counter; the rules are in ``damon.evidence``).  Nothing here runs a
 shell; values are written to files under the admin root only.
 
 Also the entry point of the boot-time applier (:func:`applier_main`).
@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ansible.module_utils.damon_evidence import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.evidence import (
     DEFAULT_WINDOW,
     FALLBACK_ACCESSED_BITS,
     FALLBACK_FAIL,
@@ -51,11 +51,19 @@ from ansible.module_utils.damon_evidence import (
     parse_stand_in_kernels,
     parse_window,
 )
-from ansible.module_utils.damon_evidence import Evidence as PerfEvidence
-from ansible.module_utils.damon_evidence import describe as describe_perf
-from ansible.module_utils.damon_evidence import judge as judge_evidence
-from ansible.module_utils.damon_kernel_facts import parse_avail_operations
-from ansible.module_utils.damon_plan import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.evidence import (
+    Evidence as PerfEvidence,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.evidence import (
+    describe as describe_perf,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.evidence import (
+    judge as judge_evidence,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.kernel_facts import (
+    parse_avail_operations,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
     ADMIN_ROOT,
     LAYOUTS,
     LayoutUndetermined,
@@ -69,10 +77,10 @@ from ansible.module_utils.damon_plan import (
     sample_rate_problems,
     structure_writes,
 )
-from ansible.module_utils.damon_plan import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
     plan as make_plan,
 )
-from ansible.module_utils.damon_spec import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     DamonConfig,
     DamonSpec,
     Resolver,
@@ -471,7 +479,8 @@ def evidence_settings(
     Raises :class:`SpecError` with one line per bad input.
     """
     problems: list[str] = []
-    parsed_window, policy, kernels = DEFAULT_WINDOW, FALLBACK_ACCESSED_BITS, ()
+    parsed_window, policy = DEFAULT_WINDOW, FALLBACK_ACCESSED_BITS
+    kernels: tuple[str, ...] = ()
     try:
         parsed_window = parse_window(window, prefix + "evidence_window")
     except EvidenceInputError as err:
@@ -526,7 +535,7 @@ class ApplyResult:
 
     @property
     def perf_effective(self) -> str:
-        """``yes``, ``no`` or ``unknown`` (see ``damon_evidence``)."""
+        """``yes``, ``no`` or ``unknown`` (see ``damon.evidence``)."""
         value: str = self.perf.value if self.perf is not None else UNKNOWN
         return value
 
@@ -976,7 +985,7 @@ def apply_spec(
 
 def spec_from_config(config: Mapping[str, Any], source: str = "config") -> DamonSpec:
     """A :class:`DamonSpec` from the rendered config (role input names); unknown keys
-    are refused (see ``damon_spec.parse_config``)."""
+    are refused (see ``damon.spec.parse_config``)."""
     return parse_config(config, source).spec
 
 

@@ -16,14 +16,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible.module_utils.damon_spec import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     PERF_EVENT_INFO_KEYS,
     PERF_EVENT_KEYS,
     SpecError,
     parse_perf_event,
 )
-from ansible.module_utils.perf_mem_vv import damon_events, parse, summarize
-from ansible.module_utils.perf_pmu import Pmu, pmu_by_type, pmu_sysfs_summary, read_pmus
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.mem_vv import (
+    Kind,
+    damon_events,
+    parse,
+    summarize,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.perf.pmu import (
+    Pmu,
+    pmu_by_type,
+    pmu_sysfs_summary,
+    read_pmus,
+)
 
 Runner = Callable[[Sequence[str], Mapping[str, str], float], tuple[int, str, str]]
 Reader = Callable[[str], "str | None"]
@@ -64,7 +74,7 @@ class Options:
     timeout: float = 30.0
     sysfs_root: str = "/sys"
     proc_root: str = "/proc"
-    kind: str = "loads"
+    kind: Kind = "loads"
     output_path: str = "perf.data"
     pinned_events: Sequence[Mapping[str, Any]] | None = None
     uid: int = field(default_factory=lambda: os.geteuid())
@@ -115,10 +125,10 @@ def parse_perf_version(text: str) -> str | None:
 def normalize_events(events: Sequence[Mapping[str, Any]], source: str) -> list[dict[str, Any]]:
     """Validate events pinned in inventory; ints or ``0x`` strings, u64 range.
 
-    The accepted keys are ``damon_spec``'s (the ``damon_perf`` role reads the same
+    The accepted keys are ``damon.spec``'s (the ``damon_perf`` role reads the same
     ``damon_perf_events``): the four perf values, optionally ``sample_freq`` and
     ``sample_phys_addr``, and the informational ``pmu`` and ``name``. The per-event
-    sampling values are checked by ``damon_spec`` and passed through unchanged.
+    sampling values are checked by ``damon.spec`` and passed through unchanged.
     """
     accepted = ", ".join((*PERF_EVENT_INFO_KEYS, *PERF_EVENT_KEYS))
     if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):

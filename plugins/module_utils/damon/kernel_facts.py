@@ -1,6 +1,6 @@
 """Facts about the kernel's DAMON sysfs files: one table, used everywhere.
 
-The planner's check-mode predictions (``damon_plan.default_value``), the unit
+The planner's check-mode predictions (``damon.plan.default_value``), the unit
 tests' fake sysfs (tests/unit/fake_damon_sysfs.py: its defaults, its parsing of
 ``avail_operations`` and its error rules) and the VM tier
 (tests/vm/test_lab_kernel.py re-reads every default on the lab kernel) all come

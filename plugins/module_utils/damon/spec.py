@@ -3,7 +3,7 @@
 Pure code (no I/O): inventory data in, typed frozen dataclasses out.  Every error
 names the input path (``damon_perf_kdamonds[0].intervals.sample_us``) and says what
 is accepted.  Target resolution (pidfile, unit, process, paddr regions) happens on
-the host through a :class:`Resolver`; see ``damon_apply.HostResolver``.
+the host through a :class:`Resolver`; see ``damon.apply.HostResolver``.
 
 Shared by the ``damon_sysfs`` module, the boot-time applier and the CLI.  Runs on
 Python 3.8+ (managed hosts), standard library only.
@@ -16,9 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from ansible.module_utils import damon_evidence as evidence
-from ansible.module_utils.damon_kernel_facts import MAINLINE_DEFAULTS
-from ansible.module_utils.strict_yaml import StrictLoadError, load_json, load_yaml
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import evidence
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.kernel_facts import (
+    MAINLINE_DEFAULTS,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.shared.strict_yaml import (
+    StrictLoadError,
+    load_json,
+    load_yaml,
+)
 
 OPERATIONS = ("vaddr", "fvaddr", "paddr")
 POLICIES = ("fail", "accessed_bit", "skip")
@@ -32,7 +38,7 @@ PID_MAX = 1 << 22  # PID_MAX_LIMIT on 64-bit kernels
 
 DEFAULT_SAMPLE_FREQ = 5000  # the RFC v3 cover letter example
 # What a context reads right after it is created (the kernel's defaults, from
-# damon_kernel_facts): sample 5 ms, aggregation 100 ms, regions update 60 s.
+# damon.kernel_facts): sample 5 ms, aggregation 100 ms, regions update 60 s.
 _ATTRS = "kdamonds/<K>/contexts/<C>/monitoring_attrs/"
 DEFAULT_INTERVALS_US = tuple(
     int(MAINLINE_DEFAULTS[_ATTRS + "intervals/" + key])
@@ -849,7 +855,7 @@ def _resolve_target(target: Target, resolver: Resolver) -> Target:
 
 # --------------------------------------------------------------------------- files
 
-# The DAMON sysfs layouts (docs/damon-perf-abi.md), defined here once: damon_plan plans for
+# The DAMON sysfs layouts (docs/damon-perf-abi.md), defined here once: damon.plan plans for
 # each, damon_sysfs and the damon_perf role offer them (tests/unit/test_contracts.py).
 LAYOUTS = ("rfc-v3", "rfc-v1", "successor", "mainline")
 LAYOUT_CHOICES = ("auto", *LAYOUTS)
@@ -932,7 +938,8 @@ def parse_config(config: Any, source: str) -> DamonConfig:
             settle = parse_settle_time(config["damon_perf_settle_time"], "damon_perf_settle_time")
         except SpecError as err:
             problems.items.extend(err.problems)
-    fallback, window, kernels = evidence.FALLBACK_ACCESSED_BITS, evidence.DEFAULT_WINDOW, ()
+    fallback, window = evidence.FALLBACK_ACCESSED_BITS, evidence.DEFAULT_WINDOW
+    kernels: tuple[str, ...] = ()
     try:
         if config.get("damon_perf_fallback_policy") is not None:
             fallback = evidence.parse_fallback_policy(
@@ -959,7 +966,7 @@ def parse_config(config: Any, source: str) -> DamonConfig:
 
 
 def load_config_text(text: str, source: str) -> DamonConfig:
-    """Load (strictly: see ``strict_yaml``) and validate the text of a config file.
+    """Load (strictly: see ``shared.strict_yaml``) and validate the text of a config file.
 
     ``#`` comment lines are allowed before JSON.  Raises :class:`SpecError`.
     """

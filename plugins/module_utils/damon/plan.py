@@ -2,7 +2,7 @@
 
 A plan is the ordered list of ``(relative_path, value)`` writes, paths relative to
 the DAMON admin root (``/sys/kernel/mm/damon/admin``), that turns a resolved
-:class:`~damon_spec.DamonSpec` into a running configuration on a given layout.
+:class:`~damon.spec.DamonSpec` into a running configuration on a given layout.
 The order follows the kernel's rules: ``nr_*`` files first (writing one removes
 and recreates the numbered directories beside it with every value reset), then
 the leaves, ``state`` last.
@@ -18,8 +18,10 @@ import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ansible.module_utils.damon_kernel_facts import default_value as kernel_default_value
-from ansible.module_utils.damon_spec import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.kernel_facts import (
+    default_value as kernel_default_value,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     LAYOUTS,
     DamonSpec,
     KdamondSpec,
@@ -30,7 +32,7 @@ from ansible.module_utils.damon_spec import (
 
 ADMIN_ROOT = "/sys/kernel/mm/damon/admin"
 
-# LAYOUTS (damon_spec): the layouts planned for here, one directory table each.
+# LAYOUTS (damon.spec): the layouts planned for here, one directory table each.
 
 # Where each layout keeps the perf_events directory, relative to a context dir.
 PERF_EVENTS_DIRS: dict[str, str | None] = {
@@ -258,7 +260,7 @@ def default_value(path: str) -> str | None:
     """What a file reads right after its directory was (re)created by an ``nr_*`` write.
 
     The kernel's defaults, from the one table of measured facts
-    (``damon_kernel_facts``); ``None`` when unknown.
+    (``damon.kernel_facts``); ``None`` when unknown.
     """
     value: str | None = kernel_default_value(path)
     return value
