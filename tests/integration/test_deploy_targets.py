@@ -34,7 +34,7 @@ WITH_TARGET = (
 )
 
 
-def _deploy(tmp_path: Path, inventory: str) -> subprocess.CompletedProcess[str]:
+def _deploy(tmp_path: Path, inventory: str, *extra: str) -> subprocess.CompletedProcess[str]:
     hosts = tmp_path / "hosts.yml"
     hosts.write_text(inventory)
     return subprocess.run(
@@ -51,6 +51,7 @@ def _deploy(tmp_path: Path, inventory: str) -> subprocess.CompletedProcess[str]:
             f"kernel_build_base_tarball={tmp_path / 'missing.tar.xz'}",
             "-e",
             f"rollout_state_dir={tmp_path / 'state'}",
+            *extra,
         ],
         cwd=ROOT,
         env={
@@ -84,3 +85,13 @@ def test_a_rollout_target_makes_the_build_run(tmp_path: Path) -> None:
     assert "no host to roll out to" not in out
     assert f"input file 'base tarball' ({tmp_path / 'missing.tar.xz'}) cannot be read" in out
     assert "PLAY [Roll the kernel out in batches]" not in proc.stdout
+
+
+def test_a_bad_rollout_bench_gate_is_refused_before_anything(tmp_path: Path) -> None:
+    proc = _deploy(tmp_path, LOCALHOST, "-e", "rollout_bench_gate=maybe")
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode != 0
+    assert (
+        'rollout: rollout_bench_gate is "maybe"; accepted: true or false '
+        "(true runs the bench in the canary's gate)" in out
+    )
