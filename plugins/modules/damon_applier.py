@@ -168,7 +168,10 @@ from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.install im
     install,
     parse_wanted,
 )
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import SpecError, check_unit_name
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
+    SpecError,
+    check_unit_name,
+)
 
 _FILE = {
     "path": {"type": "str", "required": True},

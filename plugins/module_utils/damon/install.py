@@ -18,7 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import SpecError, check_host_path, quote
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
+    SpecError,
+    check_host_path,
+    quote,
+)
 
 _MODE_RE = re.compile(r"0?[0-7]{3,4}", re.ASCII)
 MAX_FILE_BYTES = 4 << 20  # one file of the applier: a few hundred KiB at most
