@@ -321,15 +321,17 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
-    ApplyError,
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.adapters import (
     HostResolver,
     KmsgLog,
     RealSysfs,
-    apply_spec,
-    evidence_settings,
     host_max_sample_rate,
     running_release,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.engine import (
+    ApplyError,
+    apply_spec,
+    evidence_settings,
 )
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
     LayoutError,

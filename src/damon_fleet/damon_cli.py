@@ -7,8 +7,10 @@ import json
 import os
 import sys
 
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.adapters import (
     HostResolver,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.applier import (
     load_config,
 )
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (

@@ -19,7 +19,7 @@ from damon_fleet._paths import register_module_utils  # noqa: E402
 
 register_module_utils()
 
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (  # noqa: E402
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.engine import (  # noqa: E402
     apply_spec,
 )
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (  # noqa: E402

@@ -90,13 +90,15 @@ def command():
 
 # The applier's own private module_utils package (its LIB_DIR is bench_dir).
 runpy.run_path(applier, run_name="damon_fleet_apply")["_private_namespace"](bench_dir)
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import apply as da
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import adapters as da
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import applier as dp
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import engine as de
 
 
 def in_process():
     start = time.perf_counter()
-    spec = da.load_config(config).spec
-    result = da.apply_spec(spec, da.RealSysfs(), admin, da.KmsgLog(), da.HostResolver(),
+    spec = dp.load_config(config).spec
+    result = de.apply_spec(spec, da.RealSysfs(), admin, da.KmsgLog(), da.HostResolver(),
                            layout="auto", max_sample_rate=da.host_max_sample_rate(),
                            settle_time=0)
     return time.perf_counter() - start, result.as_dict()

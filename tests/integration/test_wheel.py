@@ -136,13 +136,13 @@ def test_the_module_utils_import_from_the_installed_collection(installed: Instal
     proc = installed.run(
         "python",
         "-c",
-        "import ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply as m; "
+        "import ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.applier as m; "
         "print(m.__file__)",
     )
     assert proc.returncode == 0, proc.stderr
     site = next((installed.venv / "lib").glob("python3*/site-packages"))
     collection = site / "ansible_collections" / "damon_fleet" / "fleet"
-    assert proc.stdout.strip() == str(collection / "plugins/module_utils/damon/apply.py")
+    assert proc.stdout.strip() == str(collection / "plugins/module_utils/damon/applier.py")
 
 
 def test_ansible_finds_the_collection(installed: Installed) -> None:

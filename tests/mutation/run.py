@@ -42,7 +42,9 @@ MODULES: dict[str, str] = {
     "perf_pmu": "plugins/module_utils/perf/pmu.py",
     "damon_spec": "plugins/module_utils/damon/spec.py",
     "damon_plan": "plugins/module_utils/damon/plan.py",
-    "damon_apply": "plugins/module_utils/damon/apply.py",
+    "damon_adapters": "plugins/module_utils/damon/adapters.py",
+    "damon_engine": "plugins/module_utils/damon/engine.py",
+    "damon_applier": "plugins/module_utils/damon/applier.py",
     "rollout_state": "plugins/module_utils/kernel/rollout_state.py",
     "kernel_install_gate": "plugins/module_utils/kernel/install_gate.py",
     "report": "src/damon_fleet/report.py",
@@ -50,17 +52,20 @@ MODULES: dict[str, str] = {
 # The tests that judge each module's mutants (globs under tests/unit): the module's own
 # tests. A mutant they miss may still be caught elsewhere in the unit tier, so a rate is a
 # lower bound; the whole tier per mutant costs hours on 2 cores.
+DAMON_APPLY_TESTS = (
+    "test_damon_apply*.py",
+    "test_damon_sysfs_module.py",
+    "test_perf_evidence.py",
+    "test_hostile_damon.py",
+)
 TESTS: dict[str, tuple[str, ...]] = {
     "perf_mem_vv": ("test_perf_mem_vv*.py", "test_hostile_parser.py"),
     "perf_pmu": ("test_perf_pmu*.py",),
     "damon_spec": ("test_damon_spec*.py", "test_hostile_damon.py"),
     "damon_plan": ("test_damon_plan*.py", "test_damon_kernel_facts.py"),
-    "damon_apply": (
-        "test_damon_apply*.py",
-        "test_damon_sysfs_module.py",
-        "test_perf_evidence.py",
-        "test_hostile_damon.py",
-    ),
+    "damon_adapters": DAMON_APPLY_TESTS,
+    "damon_engine": DAMON_APPLY_TESTS,
+    "damon_applier": DAMON_APPLY_TESTS,
     "rollout_state": ("test_rollout_state*.py",),
     "kernel_install_gate": ("test_kernel_install_gate*.py",),
     "report": ("test_report*.py",),

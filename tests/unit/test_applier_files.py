@@ -1,6 +1,6 @@
 """The boot-time applier runs with exactly the module_utils files the damon_perf role ships.
 
-``damon-fleet-apply`` imports ``damon/apply.py`` from a private
+``damon-fleet-apply`` imports ``damon/applier.py`` from a private
 ``ansible_collections.damon_fleet.fleet.plugins.module_utils`` package whose only directory
 holds the files listed in ``roles/damon_perf/vars/main.yml`` (``__damon_perf_module_utils``,
 laid out as in ``plugins/module_utils``). A module_utils file that the applier imports but
@@ -69,7 +69,7 @@ def closure(start: str) -> set[str]:
 
 
 def test_the_role_ships_exactly_the_applier_import_closure():
-    files = closure("damon/apply.py")
+    files = closure("damon/applier.py")
     packages = sorted({rel.split("/")[0] for rel in files})
     expected = files | {f"{package}/__init__.py" for package in packages}
     assert sorted(role_vars()["files"]) == sorted(expected)

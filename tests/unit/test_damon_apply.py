@@ -7,16 +7,20 @@ import json
 import os
 
 import pytest
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.adapters import (
+    RealSysfs,
+    parse_iomem_system_ram,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.applier import (
+    applier_main,
+    load_config,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.engine import (
     Applier,
     ApplyError,
     EvidenceSettings,
-    RealSysfs,
-    applier_main,
     apply_spec,
     diff_text,
-    load_config,
-    parse_iomem_system_ram,
     parse_perf_failures,
     same_value,
 )

@@ -15,25 +15,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.adapters import (
+    HostResolver,
+    KmsgLog,
+    RealSysfs,
+    host_max_sample_rate,
+    parse_iomem_system_ram,
+    running_release,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.applier import (
     MAX_CONFIG_BYTES,
+    applier_main,
+    load_config,
+    spec_from_config,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.engine import (
     Applier,
     ApplyError,
     ApplyResult,
     EvidenceSettings,
-    HostResolver,
-    KmsgLog,
-    RealSysfs,
-    applier_main,
     apply_spec,
     diff_text,
     evidence_settings,
-    host_max_sample_rate,
-    load_config,
-    parse_iomem_system_ram,
-    running_release,
     same_value,
-    spec_from_config,
 )
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (
     SpecError,

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import kernel_facts as facts
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import apply_spec
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.engine import (
+    apply_spec,
+)
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan import (
     PERF_EVENTS_DIRS,
     default_value,

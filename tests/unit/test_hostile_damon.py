@@ -22,11 +22,15 @@ from unittest import mock
 
 import damon_sysfs
 import pytest
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
-    ApplyError,
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.adapters import (
     HostResolver,
     RealSysfs,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.applier import (
     applier_main,
+)
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.engine import (
+    ApplyError,
     apply_spec,
 )
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.spec import (

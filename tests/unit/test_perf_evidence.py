@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.apply import (
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.engine import (
     ApplyError,
     EvidenceSettings,
     apply_spec,

@@ -317,7 +317,8 @@ def test_01_role_starts_paddr_and_vaddr_kdamonds(lab_vm: LabVm, run_role) -> Non
     lab_vm.ssh(f"test -x {APPLIER}")
     lab_vm.ssh(f"test -f {LIB_DIR}/damon/__init__.py -a -f {LIB_DIR}/shared/__init__.py")
     lab_vm.ssh(f"test -f {LIB_DIR}/damon/spec.py -a -f {LIB_DIR}/damon/plan.py")
-    lab_vm.ssh(f"test -f {LIB_DIR}/damon/apply.py -a -f {LIB_DIR}/damon/evidence.py")
+    lab_vm.ssh(f"test -f {LIB_DIR}/damon/applier.py -a -f {LIB_DIR}/damon/evidence.py")
+    lab_vm.ssh(f"test -f {LIB_DIR}/damon/engine.py -a -f {LIB_DIR}/damon/adapters.py")
     lab_vm.ssh(f"test -f {UNIT_PATH}")
     assert lab_vm.ssh(f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
     show = lab_vm.ssh(f"systemctl show -p After -p Type -p ExecStart {UNIT}").stdout

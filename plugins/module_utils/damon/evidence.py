@@ -3,7 +3,7 @@
 The one definition of the ``perf_effective`` value that ``damon_sysfs``, the
 boot-time applier (``damon-fleet-apply``), ``playbooks/verify.yml`` and the
 ``damon-fleet report``/``status`` tables show.  Pure functions; the reads (kernel
-log, ``total_reports``) are done by ``damon.apply``.
+log, ``total_reports``) are done by ``damon.engine``.
 
 The rules (``perf_effective`` is ``yes``, ``no`` or ``unknown``):
 

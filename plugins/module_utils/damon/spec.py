@@ -3,7 +3,7 @@
 Pure code (no I/O): inventory data in, typed frozen dataclasses out.  Every error
 names the input path (``damon_perf_kdamonds[0].intervals.sample_us``) and says what
 is accepted.  Target resolution (pidfile, unit, process, paddr regions) happens on
-the host through a :class:`Resolver`; see ``damon.apply.HostResolver``.
+the host through a :class:`Resolver`; see ``damon.adapters.HostResolver``.
 
 Shared by the ``damon_sysfs`` module, the boot-time applier and the CLI.  Runs on
 Python 3.8+ (managed hosts), standard library only.
