@@ -355,6 +355,20 @@ def _outcome(
     return "interrupted" if canceled else "done"
 
 
+def _rolled_out_in_run(phases: Mapping[str, Any], since: str | None) -> bool:
+    """Whether the record's install and reboot both started in this run (at or after its
+    first event, *since*): only then do this run's rollout span and those phases describe
+    the same rollout (a resumed run finishes what an earlier one started)."""
+    if since is None:
+        return False
+    for name in ("install", "reboot"):
+        phase = phases.get(name)
+        started = phase.get("started") if isinstance(phase, Mapping) else None
+        if not isinstance(started, str) or started < since:
+            return False
+    return True
+
+
 def _host_row(
     host: str,
     info: Mapping[str, Any] | None,
@@ -362,6 +376,7 @@ def _host_row(
     stats: Mapping[str, Any] | None,
     canceled: bool,
     check: bool,
+    since: str | None = None,
 ) -> dict[str, Any]:
     info = info or {}
     outcome = _outcome(host, info if info else None, stats, canceled)
@@ -442,13 +457,13 @@ def _host_row(
             if isinstance(phases.get(name), Mapping) and phases[name].get("seconds") is not None
         },
         "stage_seconds": dict(info.get("stage_seconds") or {}),
-        "overhead": tool_overhead(
-            {
-                name: phases[name].get("seconds")
-                for name in ("install", "reboot")
-                if isinstance(phases.get(name), Mapping)
-            },
-            info.get("stage_seconds") or {},
+        "overhead": (
+            tool_overhead(
+                {name: phases[name].get("seconds") for name in ("install", "reboot")},
+                info.get("stage_seconds") or {},
+            )
+            if _rolled_out_in_run(phases, since)
+            else None
         ),
         "error": (record or {}).get("error"),
         "last_task": info.get("last_task") if outcome == "interrupted" else None,
@@ -479,7 +494,15 @@ def build_report(
     # A host outside the targeted list (the implicit localhost building) shows when it failed.
     names += sorted(h for h, info in per_host.items() if h not in names and info.get("failures"))
     rows = [
-        _host_row(name, per_host.get(name), by_host.get(name), stats, canceled, check)
+        _host_row(
+            name,
+            per_host.get(name),
+            by_host.get(name),
+            stats,
+            canceled,
+            check,
+            facts["run"]["first_event"],
+        )
         for name in names
     ]
     summary: dict[str, Any] = {outcome: [] for outcome in OUTCOMES}

@@ -391,3 +391,22 @@ def test_tool_overhead_is_the_rollout_span_beyond_install_and_reboot():
         "bare_seconds": 117.0,
         "percent": 0.0,
     }
+
+
+def test_no_tool_overhead_for_a_host_whose_rollout_began_in_an_earlier_run():
+    """A resumed run: the install and reboot recorded for lab1 started before this run's
+    first event, so this run's span says nothing about them."""
+    recs = records()
+    for rec in recs:
+        if rec["host"] == "lab1":
+            rec["phases"]["install"]["started"] = "2026-11-25T09:00:00Z"
+    rep = report.build_report(
+        run_info("deploy", status="failed", ansible_rc=2, finished="2026-11-26T10:40:00Z"),
+        events("lab-deploy-rollout-fallback.json"),
+        recs,
+        ["lab1", "lab2"],
+    )
+    rows = {r["host"]: r for r in rep["hosts"]}
+    assert rows["lab1"]["overhead"] is None
+    assert "tool" not in report.cells(rows["lab1"])["time"]
+    assert rows["lab2"]["overhead"] == {"seconds": 42.5, "bare_seconds": 118.6, "percent": 35.8}
