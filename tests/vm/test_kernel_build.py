@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kernel_build_play import kernel_build_play
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_SERIES = ROOT / "kernel-patches" / "lab-perf-events-abi"
@@ -87,25 +88,8 @@ def playbook(tmp_path: Path, extra: dict[str, Any], *args: str, label: str = "")
 def plan_only(tmp_path: Path, extra: dict[str, Any]) -> dict[str, Any]:
     """Run the role in check mode (nothing is built) and return ``kernel_build_result``."""
     result = tmp_path / "kernel_build_result.json"
-    play = [
-        {
-            "name": "Plan a kernel build",
-            "hosts": "localhost",
-            "gather_facts": False,
-            "roles": [{"role": str(ROOT / "roles" / "kernel_build")}],
-            "post_tasks": [
-                {
-                    "name": "Save the result",
-                    "ansible.builtin.copy": {
-                        "content": "{{ kernel_build_result | to_json }}",
-                        "dest": str(result),
-                        "mode": "0644",
-                    },
-                    "check_mode": False,
-                }
-            ],
-        }
-    ]
+    play = kernel_build_play(result, "Plan a kernel build")
+    play[0]["post_tasks"][0]["check_mode"] = False  # the test's own file, also in check mode
     (tmp_path / "plan.yml").write_text(yaml.safe_dump(play, sort_keys=False))
     varsfile = tmp_path / "vars-plan.yml"
     varsfile.write_text(yaml.safe_dump(extra))

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import (
+    kernel_facts as facts,
+)
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import parse_kconfig
 from labvm import LabVm
 
@@ -511,10 +514,6 @@ def test_every_default_matches_the_facts_table(sysfs: GuestSysfs) -> None:
     """Every file of the mainline tree reads, right after its directory is created, what
     plugins/module_utils/damon/kernel_facts.py says (the planner and the unit fake use
     that table); the 6.12 state rules the table records hold here too."""
-    from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon import (
-        kernel_facts as facts,
-    )
-
     numbers = {"<K>": "0", "<C>": "0", "<T>": "0", "<R>": "0"}
 
     def concrete(key: str) -> str:
