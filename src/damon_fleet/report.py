@@ -432,6 +432,11 @@ def _host_row(
     chosen = next((c for c in measured if c["perf_effective"] != "unknown"), None)
     chosen = chosen or (measured[0] if measured else {})
     perf_effective = chosen.get("perf_effective")
+    phase_seconds = {
+        name: phases[name]["seconds"]
+        for name in PHASES
+        if isinstance(phases.get(name), Mapping) and phases[name].get("seconds") is not None
+    }
     row = {
         "host": host,
         "outcome": outcome,
@@ -451,17 +456,10 @@ def _host_row(
         "perf": info.get("perf"),
         "damon": damon,
         "perf_effective": perf_effective,
-        "phase_seconds": {
-            name: phases[name]["seconds"]
-            for name in PHASES
-            if isinstance(phases.get(name), Mapping) and phases[name].get("seconds") is not None
-        },
+        "phase_seconds": phase_seconds,
         "stage_seconds": dict(info.get("stage_seconds") or {}),
         "overhead": (
-            tool_overhead(
-                {name: phases[name].get("seconds") for name in ("install", "reboot")},
-                info.get("stage_seconds") or {},
-            )
+            tool_overhead(phase_seconds, info.get("stage_seconds") or {})
             if _rolled_out_in_run(phases, since)
             else None
         ),
