@@ -20,7 +20,9 @@ package to the checkout, and :func:`register_module_utils` puts the link's root 
 
 Runtime state (lab fleet, runs, rollout records) lives under :data:`STATE_ROOT`:
 ``$DAMON_FLEET_HOME`` when set, else ``.damon-fleet/`` of the checkout, else (installed)
-``.damon-fleet/`` of the working directory.
+``.damon-fleet/`` of the working directory. Every run the CLI starts gets it as
+``$DAMON_FLEET_HOME`` (:func:`runner_envvars`), the variable ``damon_fleet_runtime_dir`` of
+``playbooks/vars/contracts.yml`` reads first, so the plays never place state elsewhere.
 """
 
 from __future__ import annotations
@@ -116,12 +118,15 @@ def register_inventory_plugins() -> None:
 
 
 def runner_envvars() -> dict[str, str]:
-    """Environment of an ansible-runner run: the content's ansible.cfg, the lab state
-    directory the lab inventory plugin and the lab_fleet role read, and PATH with the
+    """Environment of an ansible-runner run: the content's ansible.cfg, the runtime state
+    root (``damon_fleet_runtime_dir`` of contracts.yml takes it from ``$DAMON_FLEET_HOME``,
+    so the plays keep their state where the CLI keeps its own, installed or not), the lab
+    state directory the lab inventory plugin and the lab_fleet role read, and PATH with the
     directory of this Python first, so a virtualenv's ansible-playbook is the one that runs."""
     here = str(Path(sys.executable).parent)
     return {
         "ANSIBLE_CONFIG": str(CONTENT_ROOT / "ansible.cfg"),
+        HOME_ENV: str(STATE_ROOT),
         LAB_STATE_ENV: str(LAB_STATE_DIR),
         "PATH": os.pathsep.join([here, os.environ.get("PATH", os.defpath)]),
     }

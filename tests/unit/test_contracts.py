@@ -276,6 +276,31 @@ def test_the_contracts_resolve_to_the_project_and_its_caches(
         controller_value("damon_fleet_nothing")
 
 
+def test_the_runtime_dir_is_the_clis_state_root_in_every_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The plays' runtime state (damon_fleet_runtime_dir) is $DAMON_FLEET_HOME, else the
+    folder beside ansible.cfg; the CLI exports its own state root to every run it starts,
+    so the two never differ, not even for an installed collection (whose ansible.cfg is in
+    site-packages)."""
+    from damon_fleet import _paths
+    from damon_fleet.targets import controller_value
+
+    monkeypatch.delenv("DAMON_FLEET_HOME", raising=False)
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
+    assert controller_value("damon_fleet_runtime_dir") == str(ROOT / ".damon-fleet")
+    monkeypatch.setenv("DAMON_FLEET_HOME", str(tmp_path / "home"))
+    assert controller_value("damon_fleet_runtime_dir") == str(tmp_path / "home")
+    assert controller_value("damon_fleet_state_dir") == f"{tmp_path}/home/state"
+    assert controller_value("damon_fleet_packages_root") == f"{tmp_path}/home/packages"
+    monkeypatch.delenv("DAMON_FLEET_HOME")
+    # an installed CLI keeps its state in the working directory's .damon-fleet
+    monkeypatch.setattr(_paths, "STATE_ROOT", tmp_path / "work" / ".damon-fleet")
+    for name, value in _paths.runner_envvars().items():
+        monkeypatch.setenv(name, value)
+    assert controller_value("damon_fleet_runtime_dir") == str(_paths.STATE_ROOT)
+
+
 @pytest.mark.parametrize(
     ("cache_env", "expected"), [(None, "/home/b/.cache/damon-fleet"), ("/srv/c", "/srv/c")]
 )
