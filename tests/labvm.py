@@ -1,21 +1,25 @@
-"""Lab VMs for end-to-end tests: a DAMON-enabled kernel, a Debian image and QEMU.
+"""Lab VMs for end-to-end tests: a DAMON-enabled kernel, a Debian disk image and QEMU.
 
-Three stages, each cached by a hash of its inputs so a warm run only boots:
+Three stages, the first two cached by a hash of their inputs so a warm run only boots:
 
 * :func:`build_kernel` -- the lab kernel's ``bzImage``: Debian's ``linux-source-6.12``
   with ``tinyconfig`` + ``kvm_guest.config`` + ``kernel-patches/lab-kernel.config``, built
   as Debian packages by the kernel_build role (``playbooks/lab-kernel.yml``).
-* :func:`build_image` -- a ``debootstrap --variant=minbase`` Debian bookworm root
-  filesystem packed into an ext4 raw image with ``mkfs.ext4 -d`` (no mounting).
-* :class:`LabVm` -- boots both under ``qemu-system-x86_64`` (TCG by default, KVM
-  opt-in via ``DAMON_FLEET_ACCEL=kvm``) with a private qcow2 overlay and an SSH
-  port forward, and writes an Ansible inventory for it.
+* :func:`build_image` -- the lab fleet's disk image, built by the ``lab_image`` module
+  in its two stages (``rootfs``: debootstrap of Debian bookworm; ``disk``: that root
+  filesystem with the lab kernel's packages installed, on a GRUB-booted MBR disk), in
+  the cache folder and under the keys of ``damon-fleet lab up``.
+* :class:`LabVm` -- boots the kernel directly (``-kernel``/``-append``, ``root=`` the
+  disk's :data:`ROOT_DEVICE`) on a private qcow2 overlay of the disk under
+  ``qemu-system-x86_64`` (TCG by default, KVM opt-in via ``DAMON_FLEET_ACCEL=kvm``) with
+  an SSH port forward, and writes an Ansible inventory for it.
 
 The test tiers' harness (the VM tier and the benches): it drives the product's own code
-(the kernel_build role through ``playbooks/lab-kernel.yml``, the kconfig parser of
-``kernel_series``, the ports, mirror and QEMU argv of ``lab_qemu``/``lab_image``) and
-keeps only what the direct-boot VM needs besides. Cache root: the controller's,
-``damon_fleet_cache_root`` of ``playbooks/vars/contracts.yml`` as Ansible resolves it.
+(the kernel_build role through ``playbooks/lab-kernel.yml``, the ``lab_image`` module
+with the lab_fleet role's inputs, the kconfig parser of ``kernel_series``, the ports and
+QEMU argv of ``lab_qemu``) and keeps only what the direct-boot VM needs besides. Cache
+root: the controller's, ``damon_fleet_cache_root`` of ``playbooks/vars/contracts.yml`` as
+Ansible resolves it.
 
 Command line (for CI stages)::
 
@@ -41,27 +45,22 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT / "src", ROOT / "plugins" / "modules"):  # as tests/conftest.py does
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
 # The package makes the collection (damon_fleet.fleet) importable.
 importlib.import_module("damon_fleet")
 
-import lab_image as lab_image_module  # type: ignore[import-not-found]  # noqa: E402
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.series import (  # noqa: E402
     dropped_options,
     parse_kconfig,
 )
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.image import (  # noqa: E402
-    GUEST_FILES,
-    GUEST_SETUP,
-    IMAGE_PACKAGES,
-    SUITE,
-    sha256_of_parts,
+    ROOT_DEVICE,
 )
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.lab.qemu import (  # noqa: E402
     SSH_OPTIONS,
@@ -82,11 +81,14 @@ REQUIRED_OPTIONS: tuple[str, ...] = tuple(
     ]
 )
 
-IMAGE_SIZE = "2G"
-#: Bump when the image recipe below changes in a way the hash cannot see.
-IMAGE_SCRIPT_VERSION = "3"
+#: The direct boot's kernel arguments: the root file system is the disk's partition, as
+#: its fstab (the lab_image module's) and GRUB's entries name it.
+KERNEL_CMDLINE = f"root={ROOT_DEVICE} rw console=ttyS0 net.ifnames=0 quiet loglevel=4"
 
-KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=4"
+#: Build results of this process, by cache root: the lab kernel (``kernel_build_result``
+#: of ``playbooks/lab-kernel.yml``) and the image (both ``lab_image`` stages' results).
+_KERNELS: dict[Path, dict[str, Any]] = {}
+_IMAGES: dict[Path, dict[str, Any]] = {}
 
 
 class LabVmError(RuntimeError):
@@ -148,16 +150,11 @@ def check_required_options(config_text: str, required: Sequence[str] = REQUIRED_
         )
 
 
-def build_kernel(cache_dir: Path | None = None) -> Path:
-    """Return the lab kernel's ``bzImage``, built by the kernel_build role when missing.
-
-    The kernel is the lab image's base kernel (``playbooks/lab-kernel.yml``: role
-    lab_fleet, tasks kernel.yml), so the direct-boot VM and the GRUB-booted lab fleet run
-    the same build and share one ccache.  ``<cache>/kernels/<inputs hash>/`` holds the
-    ``bzImage`` taken from the ``linux-image`` package, its ``config`` and
-    ``result.json`` (the role's build result).
-    """
-    root = cache_root(cache_dir)
+def _lab_kernel(root: Path) -> dict[str, Any]:
+    """The kernel_build role's result for the lab kernel in the cache *root* (built when
+    missing), once per process and cache root."""
+    if root in _KERNELS:
+        return _KERNELS[root]
     root.mkdir(parents=True, exist_ok=True)
     log = root / "lab-kernel.log"
     log.write_text("lab kernel (playbooks/lab-kernel.yml)\n")
@@ -176,7 +173,23 @@ def build_kernel(cache_dir: Path | None = None) -> Path:
             cwd=REPO_ROOT,
             env={**os.environ, **runner_envvars()},
         )
-        result = json.loads(result_file.read_text())
+        result: dict[str, Any] = json.loads(result_file.read_text())
+    _KERNELS[root] = result
+    return result
+
+
+def build_kernel(cache_dir: Path | None = None) -> Path:
+    """Return the lab kernel's ``bzImage``, built by the kernel_build role when missing.
+
+    The kernel is the lab image's base kernel (``playbooks/lab-kernel.yml``: role
+    lab_fleet, tasks kernel.yml), so the direct-boot VM and the GRUB-booted lab fleet run
+    the same build and share one ccache; :func:`build_image` installs its packages in the
+    disk.  ``<cache>/kernels/<inputs hash>/`` holds the ``bzImage`` taken from the
+    ``linux-image`` package, its ``config`` and ``result.json`` (the role's build result).
+    """
+    root = cache_root(cache_dir)
+    result = _lab_kernel(root)
+    log = root / "lab-kernel.log"
     images = [str(p) for p in result["packages"] if Path(p).name.startswith("linux-image-")]
     if len(images) != 1:
         raise LabVmError(f"lab kernel build: expected one linux-image package, got {images}")
@@ -203,98 +216,119 @@ def build_kernel(cache_dir: Path | None = None) -> Path:
 # --------------------------------------------------------------------------- image
 
 
-def host_debian_mirror() -> str:
-    """Return the Debian mirror the host's apt uses (``$DAMON_FLEET_MIRROR`` overrides),
-    as the lab_image module finds it."""
-    env = os.environ.get("DAMON_FLEET_MIRROR")
-    if env:
-        return env.rstrip("/")
-    return str(lab_image_module._host_mirror())
+def image_play(result_file: Path) -> list[dict[str, Any]]:
+    """The lab fleet's two image stages as a one-play playbook on localhost.
 
-
-def image_inputs_key() -> str:
-    """Hash of everything the root filesystem image depends on."""
-    parts = [
-        "image-recipe",
-        IMAGE_SCRIPT_VERSION,
-        SUITE,
-        IMAGE_SIZE,
-        ",".join(IMAGE_PACKAGES),
-        json.dumps(GUEST_FILES, sort_keys=True),
-        GUEST_SETUP,
+    The ``lab_image`` module's ``rootfs`` then ``disk`` stage, with the lab_fleet role's
+    inputs (its cache folder ``__lab_fleet_images_dir``, ``lab_fleet_mirror``,
+    ``lab_fleet_debootstrap_timeout``, ``lab_fleet_disk_size_mb``) taken from the role's
+    own defaults and vars, as ``roles/lab_fleet/tasks/up.yml`` runs them: ``damon-fleet
+    lab up`` and this harness build and find the same cached stages. The kernel packages
+    come as the extra variable ``labvm_kernel_packages``; both stages' results are saved
+    as JSON to *result_file*.
+    """
+    role = ROOT / "roles" / "lab_fleet"
+    stage = "damon_fleet.fleet.lab_image"
+    return [
+        {
+            "name": "Lab disk image",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            # The contracts the project's plays load (the role's cache comes from them),
+            # then the role's defaults and internals: the play is written outside
+            # playbooks/ and runs no role.
+            "vars_files": [
+                str(ROOT / "playbooks" / "vars" / "contracts.yml"),
+                str(role / "defaults" / "main.yml"),
+                str(role / "vars" / "main.yml"),
+            ],
+            "tasks": [
+                {
+                    "name": "Build the root filesystem (or find it in the cache)",
+                    stage: {
+                        "stage": "rootfs",
+                        "cache_dir": "{{ __lab_fleet_images_dir }}",
+                        "mirror": "{{ lab_fleet_mirror }}",
+                        "timeout": "{{ lab_fleet_debootstrap_timeout }}",
+                    },
+                    "register": "labvm_rootfs",
+                },
+                {
+                    "name": "Build the disk image with the lab kernel (or find it in the cache)",
+                    stage: {
+                        "stage": "disk",
+                        "cache_dir": "{{ __lab_fleet_images_dir }}",
+                        "kernel_packages": "{{ labvm_kernel_packages }}",
+                        "size_mb": "{{ lab_fleet_disk_size_mb }}",
+                    },
+                    "register": "labvm_disk",
+                },
+                {
+                    "name": "Save both stages' results",
+                    "ansible.builtin.copy": {
+                        "content": "{{ {'rootfs': labvm_rootfs, 'disk': labvm_disk} | to_json }}",
+                        "dest": str(result_file),
+                        "mode": "0644",
+                    },
+                    "changed_when": False,
+                },
+            ],
+        }
     ]
-    return str(sha256_of_parts(parts))[:20]
 
 
-def image_dir(cache_dir: Path | None = None) -> Path:
-    """Cache directory of the current image recipe."""
-    return cache_root(cache_dir) / "images" / image_inputs_key()
+def _lab_image(cache_dir: Path | None = None) -> dict[str, Any]:
+    """The ``lab_image`` results of both stages for the lab kernel (built when missing),
+    once per process and cache root."""
+    root = cache_root(cache_dir)
+    if root in _IMAGES:
+        return _IMAGES[root]
+    packages = [str(p) for p in _lab_kernel(root)["packages"]]
+    log = root / "lab-image.log"
+    log.write_text("lab disk image (lab_image: rootfs, disk)\n")
+    extra: dict[str, Any] = {"lab_fleet_cache_dir": str(root), "labvm_kernel_packages": packages}
+    mirror = os.environ.get("DAMON_FLEET_MIRROR", "")
+    if mirror:
+        extra["lab_fleet_mirror"] = mirror.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="lab-image-") as tmp:
+        play, extra_file, result_file = (Path(tmp) / n for n in ("image.yml", "vars.json", "out"))
+        play.write_text(yaml.safe_dump(image_play(result_file), sort_keys=False))
+        extra_file.write_text(json.dumps(extra))
+        _run_logged(
+            ["ansible-playbook", play, "-e", f"@{extra_file}"],
+            log,
+            cwd=REPO_ROOT,
+            env={**os.environ, **runner_envvars()},
+        )
+        result: dict[str, Any] = json.loads(result_file.read_text())
+    disk = Path(result["disk"]["disk"])
+    key = Path(result["rootfs"]["ssh_key"])
+    for path in (disk, key):
+        if not path.is_file():
+            raise LabVmError(f"lab image: {path} missing after the build (log: {log})")
+    _IMAGES[root] = result
+    return result
 
 
 def ssh_key_path(cache_dir: Path | None = None) -> Path:
-    """Private key that logs in as root to VMs of the current image (beside the image)."""
-    return image_dir(cache_dir) / "id_ed25519"
+    """Private key that logs in as root to VMs of the lab image: the ``id_ed25519`` of its
+    root filesystem stage (``lab_image``'s ``ssh_key``; the image is built when missing)."""
+    return Path(_lab_image(cache_dir)["rootfs"]["ssh_key"])
 
 
 def build_image(cache_dir: Path | None = None) -> Path:
-    """Build (or take from cache) the Debian root filesystem image; return its path.
+    """Return the lab fleet's disk image, built by the product when missing.
 
-    ``<cache>/images/<key>/`` holds ``rootfs.img`` (raw ext4), ``id_ed25519`` +
-    ``.pub`` (root's only credential) and ``build.log``.  Needs root (debootstrap,
-    chroot); the image itself is filled with ``mkfs.ext4 -d`` without mounting.
+    The ``lab_image`` module builds (or finds cached) its ``rootfs`` stage
+    (``<cache>/lab-images/rootfs-<key>/``: ``root/``, ``id_ed25519``) and its ``disk``
+    stage with the packages of :func:`build_kernel`'s lab kernel installed
+    (``<cache>/lab-images/disk-<key>/disk.img``: raw, MBR, GRUB, the root file system on
+    :data:`ROOT_DEVICE`): the image ``damon-fleet lab up`` boots, under the same keys.
+    Building needs root (debootstrap, chroot); ``$DAMON_FLEET_MIRROR`` sets the Debian
+    mirror of a cold build (``lab_fleet_mirror``; not part of the keys).
     """
-    dest = image_dir(cache_dir)
-    image = dest / "rootfs.img"
-    key = dest / "id_ed25519"
-    if image.is_file() and key.is_file():
-        return image
-    if os.geteuid() != 0:
-        raise LabVmError("build_image needs root (debootstrap/chroot)")
-    dest.mkdir(parents=True, exist_ok=True)
-    log = dest / "build.log"
-    log.write_text(f"image build {dest.name}\n")
-    for stale in (key, key.with_suffix(".pub")):
-        stale.unlink(missing_ok=True)
-    _run_logged(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "damon-fleet-lab", "-f", key], log
-    )
-    mirror = host_debian_mirror()
-    with tempfile.TemporaryDirectory(prefix="rootfs-", dir=dest) as tmp:
-        root = Path(tmp) / "root"
-        _run_logged(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                "--include=" + ",".join(IMAGE_PACKAGES),
-                SUITE,
-                root,
-                mirror,
-            ],
-            log,
-        )
-        for rel, content in GUEST_FILES.items():
-            target = root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)  # e.g. resolv.conf may be a symlink
-            target.write_text(content)
-        (root / "etc/apt/sources.list").write_text(f"deb {mirror} {SUITE} main\n")
-        ssh_dir = root / "root" / ".ssh"
-        ssh_dir.mkdir(mode=0o700, exist_ok=True)
-        auth = ssh_dir / "authorized_keys"
-        auth.write_text(key.with_suffix(".pub").read_text())
-        auth.chmod(0o600)
-        _run_logged(
-            ["chroot", root, "sh", "-ec", GUEST_SETUP],
-            log,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
-        )
-        tmp_image = dest / "rootfs.img.tmp"
-        tmp_image.unlink(missing_ok=True)
-        _run_logged(
-            ["mkfs.ext4", "-q", "-F", "-L", "damon-lab", "-d", root, tmp_image, IMAGE_SIZE], log
-        )
-        os.replace(tmp_image, image)
-    return image
+    return Path(_lab_image(cache_dir)["disk"]["disk"])
 
 
 # --------------------------------------------------------------------------- VM
@@ -312,11 +346,12 @@ def _set_pdeathsig() -> None:
 
 
 class LabVm:
-    """One QEMU guest running the lab kernel on a private overlay of the lab image.
+    """One QEMU guest running *kernel* (direct boot) on a private overlay of the lab disk.
 
-    ``with LabVm(kernel, image) as vm:`` starts it and waits for SSH; leaving the
-    block powers it off and removes its work directory (overlay, logs) unless
-    ``keep_workdir`` is set.
+    *image* is :func:`build_image`'s raw disk, *ssh_key* the key root's
+    ``authorized_keys`` holds in it (:func:`ssh_key_path`).  ``with LabVm(kernel, image,
+    ssh_key=key) as vm:`` starts it and waits for SSH; leaving the block powers it off and
+    removes its work directory (overlay, logs) unless ``keep_workdir`` is set.
     """
 
     def __init__(
@@ -324,7 +359,7 @@ class LabVm:
         kernel: Path,
         image: Path,
         *,
-        ssh_key: Path | None = None,
+        ssh_key: Path,
         memory_mb: int = 1024,
         cpus: int = 2,
         accel: str | None = None,
@@ -334,7 +369,7 @@ class LabVm:
     ) -> None:
         self.kernel = Path(kernel)
         self.image = Path(image)
-        self.ssh_key = Path(ssh_key) if ssh_key else self.image.parent / "id_ed25519"
+        self.ssh_key = Path(ssh_key)
         self.memory_mb = memory_mb
         self.cpus = cpus
         self.accel = accel or os.environ.get("DAMON_FLEET_ACCEL", "tcg")
@@ -384,7 +419,8 @@ class LabVm:
         ]
 
     def start(self) -> None:
-        """Create the overlay and launch QEMU (returns once QEMU runs, before SSH is up)."""
+        """Create the qcow2 overlay of the raw disk and launch QEMU (returns once QEMU
+        runs, before SSH is up)."""
         if self.proc is not None:
             raise LabVmError("VM already started")
         for path in (self.kernel, self.image, self.ssh_key):
@@ -675,7 +711,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"image: {image}")
             print(f"ssh key: {ssh_key_path(args.cache_dir)}")
         if args.stage == "boot-smoke":
-            vm = LabVm(kernel, image, accel=args.accel, keep_workdir=args.keep_workdir)
+            vm = LabVm(
+                kernel,
+                image,
+                ssh_key=ssh_key_path(args.cache_dir),
+                accel=args.accel,
+                keep_workdir=args.keep_workdir,
+            )
             try:
                 with _timed("boot-to-ssh", timings):
                     vm.start()

@@ -3,8 +3,10 @@
 Every test under ``tests/vm`` carries the ``vm`` marker.  They are skipped
 unless selected explicitly -- ``pytest -m vm tests/vm`` -- or
 ``DAMON_FLEET_VM=1`` is set, because a cold cache means a kernel build
-(~7 min on 2 cores) and a debootstrap run.  Kernel and image are cached under
-``$DAMON_FLEET_CACHE`` (default ``~/.cache/damon-fleet``); QEMU uses TCG unless
+(~7 min on 2 cores) and a debootstrap run.  The VMs boot the lab kernel directly on an
+overlay of the lab fleet's disk image, the one ``damon-fleet lab up`` boots
+(``labvm.build_image``).  Kernel and image are cached under ``$DAMON_FLEET_CACHE``
+(default ``~/.cache/damon-fleet``), shared with the lab fleet; QEMU uses TCG unless
 ``DAMON_FLEET_ACCEL=kvm``.
 """
 

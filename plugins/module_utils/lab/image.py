@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
-#: Packages of every lab root filesystem (also the single-VM image of ``labvm``).
+#: The base packages of the lab root filesystem (:data:`LAB_IMAGE_PACKAGES` adds GRUB and
+#: kexec-tools).
 IMAGE_PACKAGES: tuple[str, ...] = (
     "openssh-server",
     "python3",
@@ -43,16 +44,11 @@ IMAGE_PACKAGES: tuple[str, ...] = (
 #: (the kexec trial boot, kernel_install_boot_method: kexec; see :data:`KEXEC_SETUP`).
 LAB_IMAGE_PACKAGES: tuple[str, ...] = (*IMAGE_PACKAGES, "grub-pc", "kexec-tools")
 
-#: Files written into the guest root filesystem (path -> content).  Part of the image
-#: keys, so editing any of them rebuilds the images.
+#: Files written into the guest root filesystem (path -> content; :data:`LAB_GUEST_FILES`
+#: adds the fstab).  Part of the image keys, so editing any of them rebuilds the images.
 GUEST_FILES: dict[str, str] = {
     "etc/hostname": "damon-lab\n",
     "etc/hosts": "127.0.0.1\tlocalhost\n127.0.1.1\tdamon-lab\n::1\tlocalhost ip6-localhost\n",
-    "etc/fstab": (
-        "# <file system> <mount point> <type> <options> <dump> <pass>\n"
-        "/dev/vda\t/\text4\trw,relatime\t0\t0\n"
-        "tmpfs\t/tmp\ttmpfs\tnosuid,nodev\t0\t0\n"
-    ),
     # QEMU user-mode networking: DHCP on whatever the NIC is called.
     "etc/systemd/network/20-lab-dhcp.network": (
         "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n"
