@@ -1,5 +1,5 @@
-"""The Molecule scenarios on the lab fleet: deploy.yml end to end, a canary that panics, and
-rollback with the kexec trial boot.
+"""The Molecule scenarios on the lab fleet: deploy.yml end to end, a canary whose kexec'd
+trial kernel panics and a canary the bench gate fails, and rollback after kexec trial boots.
 
 Each scenario starts its own 2 lab VMs (``tests/molecule/shared/create.yml``), so it does
 not touch the default lab fleet; they run one after the other (2 TCG VMs are what a 2-core
@@ -65,6 +65,9 @@ def test_deploy_scenario() -> None:
 
 
 def test_failure_scenario() -> None:
+    """A canary whose trial kernel, started with kexec, panics and comes back on its
+    previous kernel through the firmware (the rollout stops, the second host untouched),
+    then a firmware trial boot whose gate the bench fails (the fallback reboot)."""
     rc, output, seconds = molecule("failure")
     show("failure", output, seconds)
     assert rc == 0, output[-8000:]
@@ -74,9 +77,8 @@ REBOOT_LINES = re.compile(r"(reboot seconds lab\d: [^\"\n]*)")
 
 
 def test_rollback_scenario() -> None:
-    """Roll out with kexec, roll back with the CLI, roll back again (no change), and a
-    kexec trial that panics and comes back on the previous kernel; prints each host's
-    kexec trial reboot against its firmware rollback reboot."""
+    """Roll out with kexec, roll back with the CLI, roll back again (no change); prints
+    each host's kexec trial reboot against its firmware rollback reboot."""
     rc, output, seconds = molecule("rollback")
     show("rollback", output, seconds)
     for line in dict.fromkeys(m.group(1).strip() for m in REBOOT_LINES.finditer(output)):
