@@ -355,16 +355,21 @@ def _outcome(
     return "interrupted" if canceled else "done"
 
 
-def _rolled_out_in_run(phases: Mapping[str, Any], since: str | None) -> bool:
-    """Whether the record's install and reboot both started in this run (at or after its
-    first event, *since*): only then do this run's rollout span and those phases describe
-    the same rollout (a resumed run finishes what an earlier one started)."""
+def _rolled_out_in_run(
+    phases: Mapping[str, Any], since: str | None, until: str | None = None
+) -> bool:
+    """Whether the record's install and reboot both started in this run (from its first
+    event, *since*, to its last, *until*): only then do this run's rollout span and those
+    phases describe the same rollout (a resumed run finishes what an earlier one started;
+    the report of an interrupted run rebuilt later reads records a later run wrote)."""
     if since is None:
         return False
     for name in ("install", "reboot"):
         phase = phases.get(name)
         started = phase.get("started") if isinstance(phase, Mapping) else None
         if not isinstance(started, str) or started < since:
+            return False
+        if until is not None and started > until:
             return False
     return True
 
@@ -377,6 +382,7 @@ def _host_row(
     canceled: bool,
     check: bool,
     since: str | None = None,
+    until: str | None = None,
 ) -> dict[str, Any]:
     info = info or {}
     outcome = _outcome(host, info if info else None, stats, canceled)
@@ -460,7 +466,7 @@ def _host_row(
         "stage_seconds": dict(info.get("stage_seconds") or {}),
         "overhead": (
             tool_overhead(phase_seconds, info.get("stage_seconds") or {})
-            if _rolled_out_in_run(phases, since)
+            if _rolled_out_in_run(phases, since, until)
             else None
         ),
         "error": (record or {}).get("error"),
@@ -500,6 +506,7 @@ def build_report(
             canceled,
             check,
             facts["run"]["first_event"],
+            facts["run"]["last_event"],
         )
         for name in names
     ]

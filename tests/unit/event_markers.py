@@ -166,3 +166,18 @@ def with_markers(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 )
             )
     return out
+
+
+#: The lab deploy captured before the playbooks emitted the structured events.
+OLD_LAB_STREAM = "lab-deploy-rollout-fallback.json"
+
+
+def captured(name: str) -> list[dict[str, Any]]:
+    """The events of tests/fixtures/runner-events/*name*: as captured, and for
+    :data:`OLD_LAB_STREAM` with the structured events added (:func:`with_markers`)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "runner-events" / name
+    found: list[dict[str, Any]] = json.loads(path.read_text())["events"]
+    return with_markers(found) if name == OLD_LAB_STREAM else found

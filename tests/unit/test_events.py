@@ -1,8 +1,10 @@
 """Events, not prose: renaming every task, play, task file, role and debug message of a
 REAL captured stream changes no line of the CLI's progress and no part of its report.
 
-The streams are tests/fixtures/runner-events (the lab deploy with the structured events
-added where today's playbooks emit them, see event_markers.py). Task names are shown in
+The streams are tests/fixtures/runner-events: two lab deploys the CLI ran with today's
+playbooks (interrupted by SIGINT, then resumed), the older lab deploy with the structured
+events added where today's playbooks emit them (event_markers.py), and the localhost
+runs. Task names are shown in
 failure lines and reports (they are for people): the renamed ones are mapped back before
 comparing, so everything else must be equal, character for character.
 """
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES
-from event_markers import marker_event, with_markers
+from event_markers import OLD_LAB_STREAM, captured, marker_event
 
 from damon_fleet import events as ev
 from damon_fleet import report
@@ -24,7 +26,9 @@ from damon_fleet.progress import COMMAND_STAGES, Progress
 
 EVENTS = FIXTURES / "runner-events"
 STREAMS = {
-    "lab-deploy-rollout-fallback.json": "deploy",
+    OLD_LAB_STREAM: "deploy",
+    "lab-deploy-interrupted.json": "deploy",
+    "lab-deploy-resumed.json": "deploy",
     "localhost-configure-check.json": "configure",
     "localhost-detect.json": "detect",
     "localhost-detect-interrupted.json": "detect",
@@ -35,12 +39,16 @@ STREAMS = {
 
 
 def stream(name: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = json.loads((EVENTS / name).read_text())["events"]
-    return with_markers(found) if name.startswith("lab-") else found
+    return captured(name)
 
 
-def records() -> list[dict[str, Any]]:
-    return json.loads((EVENTS / "lab-rollout-records.json").read_text())["records"]
+def records(name: str = OLD_LAB_STREAM) -> list[dict[str, Any]]:
+    """The rollout records of a lab deploy's stream (the two CLI runs share theirs, read
+    after the resumed run)."""
+    old = name == OLD_LAB_STREAM
+    source = "lab-rollout-records.json" if old else "lab-deploy-resumed-records.json"
+    found: list[dict[str, Any]] = json.loads((EVENTS / source).read_text())["records"]
+    return found
 
 
 def renamed(events: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -95,7 +103,7 @@ def outputs(
         bars.append(progress.bar(300))
     run = {"id": "R", "command": command, "inventory": "/inv.yml", "status": "failed"}
     deploy = command == "deploy"
-    rep = report.build_report(run, events, records() if deploy else [], hosts)
+    rep = report.build_report(run, events, records(name) if deploy else [], hosts)
     return lines, bars, report.render_table(rep), report.render_json(rep)
 
 
@@ -124,7 +132,7 @@ def test_renaming_every_task_and_message_changes_no_output(name: str, command: s
 def test_the_lab_deploy_progress_is_what_it_was_before_the_events() -> None:
     """The lines the CLI printed for this deploy when progress still read task files and
     debug messages (its output then, kept here): the events give the same lines."""
-    lines, _, table, _ = outputs("deploy", stream("lab-deploy-rollout-fallback.json"), "")
+    lines, _, table, _ = outputs("deploy", stream(OLD_LAB_STREAM), OLD_LAB_STREAM)
     fail = (
         "[05:34] lab2 FAILED in rollout/fallback: Fail the host (the rollout stops): "
         "kernel_install: lab2 failed the gate of 6.12.117-lab-perf-events-abi-0c853a0d "
@@ -152,6 +160,61 @@ def test_the_lab_deploy_progress_is_what_it_was_before_the_events() -> None:
         "[05:34] finished: 2 ok, 1 failed (lab2)",
     ]
     assert "batch 1: lab1 in 165s" in table and "time: build 8.8s" in table
+
+
+def test_a_lab_deploy_the_cli_ran_shows_its_batches_and_phases_from_its_own_events() -> None:
+    """The two real lab deploys (today's playbooks emit every marker; none is added): the
+    interrupted run shows the canary's batch to its end and the second batch's check, the
+    resumed run finds the canary done and rolls out the second host, then configures."""
+    lines, _, table, _ = outputs(
+        "deploy", stream("lab-deploy-interrupted.json"), "lab-deploy-interrupted.json"
+    )
+    shown = [line.split("] ", 1)[1] for line in lines]
+    assert shown == [
+        "build",
+        "build: 6.2 s (up to date, skipped 6.12.117-lab-perf-events-abi-00e15a08)",
+        "rollout",
+        "batch 1: lab1",
+        "lab1: check",
+        "lab1: install",
+        "lab1: reboot",
+        "lab1: gate",
+        "lab1: default",
+        "batch 1 done in 168.8 s",
+        "batch 2: lab2",
+        "lab2: check",
+    ]
+    # lab1's install and reboot began in this run: its overhead is this run's; lab2's
+    # records come from the resumed run, after this one ended: none for it here
+    row = {line.split()[0]: line for line in table.splitlines() if line.startswith("lab")}
+    assert "tool 18s = 12.3% over install + reboot 150s" in row["lab1"]
+    assert "tool" not in row["lab2"]
+
+    lines, _, table, _ = outputs(
+        "deploy", stream("lab-deploy-resumed.json"), "lab-deploy-resumed.json"
+    )
+    shown = [line.split("] ", 1)[1] for line in lines]
+    assert shown[3:] == [
+        "batch 1: lab1",
+        "lab1: check",
+        "batch 1 done in 8.2 s",
+        "batch 2: lab2",
+        "lab2: check",
+        "lab2: install",
+        "lab2: reboot",
+        "lab2: gate",
+        "lab2: default",
+        "batch 2 done in 169.2 s",
+        "detect",
+        "configure",
+        "verify",
+        "report",
+        "finished: 3 ok",
+    ]
+    row = {line.split()[0]: line for line in table.splitlines() if line.startswith("lab")}
+    assert "(already done)" in row["lab1"] and "tool" not in row["lab1"]
+    assert "tool 18s = 12% over install + reboot 151s" in row["lab2"]
+    assert "batch 1: lab1 in 8.2s" in table and "batch 2: lab2 in 169s" in table
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))

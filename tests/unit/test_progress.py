@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from conftest import FIXTURES
-from event_markers import marker_event, with_markers
+from event_markers import captured, marker_event
 
 from damon_fleet.events import LAB_STAGES, STAGES
 from damon_fleet.progress import Progress, event_time, format_elapsed
@@ -18,10 +18,8 @@ EVENTS = FIXTURES / "runner-events"
 
 
 def events(name):
-    """A captured stream; the lab deploy, captured before the structured events existed,
-    with them added where today's playbooks emit them (event_markers)."""
-    found = json.loads((EVENTS / name).read_text())["events"]
-    return with_markers(found) if name.startswith("lab-") else found
+    """A captured stream (event_markers.captured)."""
+    return captured(name)
 
 
 def feed_all(progress, evs):

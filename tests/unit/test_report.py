@@ -16,7 +16,7 @@ from unittest import mock
 import damon_sysfs
 from conftest import FIXTURES
 from damon_examples import EXAMPLE
-from event_markers import with_markers
+from event_markers import captured
 from fake_damon_sysfs import FakeDamonSysfs
 from module_harness import run_module
 
@@ -28,10 +28,8 @@ BEFORE = "6.12.117-lab-1b9cc979"
 
 
 def events(name):
-    """A captured stream; the lab deploy, captured before the structured events existed,
-    with them added where today's playbooks emit them (event_markers)."""
-    found = json.loads((EVENTS / name).read_text())["events"]
-    return with_markers(found) if name.startswith("lab-") else found
+    """A captured stream (event_markers.captured)."""
+    return captured(name)
 
 
 def records():

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES
-from event_markers import with_markers
+from event_markers import captured
 
 from damon_fleet import report
 
@@ -52,10 +52,8 @@ NO_EVENT_EVIDENCE = {
 
 
 def events(name: str) -> list[dict[str, Any]]:
-    """A captured stream; the lab deploy, captured before the structured events existed,
-    with them added where today's playbooks emit them (event_markers)."""
-    found: list[dict[str, Any]] = json.loads((EVENTS / name).read_text())["events"]
-    return with_markers(found) if name.startswith("lab-") else found
+    """A captured stream (event_markers.captured)."""
+    return captured(name)
 
 
 def records() -> list[dict[str, Any]]:

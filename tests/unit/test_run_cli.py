@@ -13,7 +13,7 @@ import stat
 
 import pytest
 from conftest import FIXTURES
-from event_markers import with_markers
+from event_markers import captured
 
 from damon_fleet import run_cli
 from damon_fleet._paths import REPO_ROOT
@@ -39,10 +39,8 @@ def private_defaults(tmp_path, monkeypatch):
 
 
 def events(name):
-    """A captured stream; the lab deploy, captured before the structured events existed,
-    with them added where today's playbooks emit them (event_markers)."""
-    found = json.loads((EVENTS / name).read_text())["events"]
-    return with_markers(found) if name.startswith("lab-") else found
+    """A captured stream (event_markers.captured)."""
+    return captured(name)
 
 
 @pytest.fixture
