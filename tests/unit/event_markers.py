@@ -19,10 +19,13 @@ product reads the markers. Every other event stays as captured. Streams captured
 from __future__ import annotations
 
 import copy
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from conftest import FIXTURES
 
 # (task file suffix of the task the phase marker precedes, phase)
 PHASE_BEFORE = (
@@ -175,9 +178,6 @@ OLD_LAB_STREAM = "lab-deploy-rollout-fallback.json"
 def captured(name: str) -> list[dict[str, Any]]:
     """The events of tests/fixtures/runner-events/*name*: as captured, and for
     :data:`OLD_LAB_STREAM` with the structured events added (:func:`with_markers`)."""
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "fixtures" / "runner-events" / name
+    path = FIXTURES / "runner-events" / name
     found: list[dict[str, Any]] = json.loads(path.read_text())["events"]
     return with_markers(found) if name == OLD_LAB_STREAM else found
