@@ -72,7 +72,7 @@ def test_qemu_argv_boots_the_overlay_through_grub(tmp_path):
     assert "hostfwd=tcp:127.0.0.1:2222-:22" in joined
     assert argv[argv.index("-serial") + 1] == f"file:{tmp_path}/lab1/console.log"
     assert argv[argv.index("-pidfile") + 1] == f"{tmp_path}/lab1/qemu.pid"
-    assert argv[argv.index("-accel") + 1] == "tcg"
+    assert argv[argv.index("-accel") + 1] == "tcg,tb-size=256"
     assert "-cpu" not in argv
 
 
