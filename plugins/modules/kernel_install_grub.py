@@ -14,6 +14,8 @@ description:
   - Reads the generated C(grub.cfg) and the GRUB environment and finds the regular (not
     recovery) entry of a kernel release by its C(linux /boot/vmlinuz-<release>) line,
     preferring the per-version id C(gnulinux-<release>-advanced-<uuid>).
+  - Every action also reports the running kernel's release and boot id (from C(/proc)),
+    so that one module run reads all a rollout needs to know about the host's boot.
   - V(query) reports the entries, the regular entry of O(release), C(saved_entry),
     C(next_entry) and whether the saved default boots O(release).
   - V(trial) writes O(trial_script), an C(/etc/grub.d) script emitting a copy of the
@@ -22,11 +24,12 @@ description:
     C(grub.cfg) as the script's C(### BEGIN/END) section, where C(grub-mkconfig) would put
     it (the kernel package's own C(update-grub) has just made the rest current), without
     running every other script again; O(mkconfig) runs for a C(grub.cfg) without
-    C(grub-mkconfig) sections.
+    C(grub-mkconfig) sections. With O(boot_once), it then does what V(boot_once) does.
   - V(boot_once) runs C(grub-reboot damon-fleet-trial), so the next boot (only) uses the
     trial entry; a kernel that panics reboots into the saved default.
   - V(default) makes the regular entry of O(release) the saved default
-    (C(grub-set-default)) unless it already is.
+    (C(grub-set-default)) unless it already is. With O(clean_trial), it then does what
+    V(clean) does.
   - V(clean) removes O(trial_script), its section of C(grub.cfg) (what C(grub-mkconfig)
     writes once the script is gone) and a pending C(next_entry) naming the trial entry.
 author:
@@ -91,6 +94,18 @@ options:
         C(<tool_prefix>-mkconfig -o <grub_cfg>).
     type: list
     elements: str
+  boot_once:
+    description:
+      - With O(action=trial), also choose the trial entry for the next boot only, as
+        V(boot_once) does (one module run instead of two).
+    type: bool
+    default: false
+  clean_trial:
+    description:
+      - With O(action=default), also remove the trial entry, as V(clean) does, once the
+        saved default is set (one module run instead of two).
+    type: bool
+    default: false
 seealso:
   - module: damon_fleet.fleet.kernel_install_gate
 """
@@ -106,10 +121,17 @@ EXAMPLES = r"""
   kernel_install_grub:
     action: boot_once
 
-- name: Make it the default after the gate passed
+- name: Or both in one module run
+  kernel_install_grub:
+    action: trial
+    release: 6.12.117-lab-perf-events-abi-1a2b3c4d
+    boot_once: true
+
+- name: Make it the default after the gate passed, and remove the trial entry
   kernel_install_grub:
     action: default
     release: 6.12.117-lab-perf-events-abi-1a2b3c4d
+    clean_trial: true
 """
 
 RETURN = r"""
@@ -139,6 +161,14 @@ trial_present:
   description: Whether O(trial_script) exists (after the action).
   returned: always
   type: bool
+running_release:
+  description: The release of the running kernel (C(/proc/sys/kernel/osrelease)).
+  returned: always
+  type: str
+boot_id:
+  description: The id of the current boot (C(/proc/sys/kernel/random/boot_id)).
+  returned: always
+  type: str
 """
 
 import os
@@ -246,6 +276,91 @@ def _entry(entries: list[MenuEntry], release: str | None, required: bool) -> Men
         return None
 
 
+def _trial(
+    module: AnsibleModule,
+    grub: Grub,
+    entries: list[MenuEntry],
+    entry: MenuEntry,
+    release: str,
+) -> tuple[dict[str, Any], list[MenuEntry]]:
+    """Write the trial script and its grub.cfg section; the diff (with "changed") and
+    the entries after."""
+    params = module.params
+    script_path = params["trial_script"]
+    text = render_trial_script(entry, release, params["extra_args"], params["panic_timeout"])
+    try:
+        with open(script_path, encoding="utf-8") as handle:
+            old = handle.read()
+    except FileNotFoundError:
+        old = ""
+    in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
+    diff: dict[str, Any] = {"before": old, "after": text, "after_header": script_path}
+    diff["changed"] = old != text or not in_cfg
+    if diff["changed"] and not module.check_mode:
+        tmp = script_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, script_path)
+        grub.put_section(
+            script_path,
+            render_trial_entry(entry, release, params["extra_args"], params["panic_timeout"]),
+        )
+        entries = grub.entries()
+        if not any(e.entry_id == TRIAL_ID for e in entries):
+            raise GrubError(
+                f"{params['grub_cfg']} has no entry {TRIAL_ID} after regenerating "
+                f"it with {script_path}"
+            )
+    return diff, entries
+
+
+def _boot_once(
+    module: AnsibleModule, grub: Grub, entries: list[MenuEntry], env: dict[str, str]
+) -> bool:
+    """grub-reboot the trial entry unless it is the next entry already; whether it
+    changed. In check mode, a trial entry the same run would have written counts."""
+    in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
+    if not in_cfg and not (module.check_mode and module.params["action"] == "trial"):
+        raise GrubError(f"{module.params['grub_cfg']} has no entry {TRIAL_ID}")
+    if env.get("next_entry") == TRIAL_ID:
+        return False
+    if not module.check_mode:
+        grub.run([f"{grub.prefix}-reboot", TRIAL_ID])
+    return True
+
+
+def _clean(
+    module: AnsibleModule, grub: Grub, entries: list[MenuEntry], env: dict[str, str]
+) -> tuple[bool, list[MenuEntry]]:
+    """Remove the trial script, its grub.cfg section and a next_entry naming it; whether
+    anything changed and the entries after."""
+    script_path = module.params["trial_script"]
+    changed = False
+    in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
+    if os.path.exists(script_path) or in_cfg:
+        changed = True
+        if not module.check_mode:
+            if os.path.exists(script_path):
+                os.unlink(script_path)
+            if in_cfg:
+                grub.put_section(script_path, None)
+            entries = grub.entries()
+    if env.get("next_entry") == TRIAL_ID:
+        changed = True
+        if not module.check_mode:
+            grub.run([f"{grub.prefix}-editenv", "-", "unset", "next_entry"])
+    return changed, entries
+
+
+def _read_proc(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError as exc:
+        raise GrubError(f"cannot read {path}: {exc}") from exc
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -261,6 +376,8 @@ def main() -> None:
             "trial_script": {"type": "path", "default": "/etc/grub.d/42_damon_fleet_trial"},
             "tool_prefix": {"type": "str", "default": "grub"},
             "mkconfig": {"type": "list", "elements": "str"},
+            "boot_once": {"type": "bool", "default": False},
+            "clean_trial": {"type": "bool", "default": False},
         },
         required_if=[("action", "trial", ("release",)), ("action", "default", ("release",))],
         supports_check_mode=True,
@@ -277,52 +394,26 @@ def main() -> None:
         if release is not None:
             check_release(release)
         check_extra_args(params["extra_args"])
+        for option, with_action in (("boot_once", "trial"), ("clean_trial", "default")):
+            if params[option] and action != with_action:
+                raise GrubError(f"{option}: true goes with action {with_action} only, not {action}")
         if params["panic_timeout"] < 1:
             raise GrubError(
                 "panic_timeout (kernel_install_panic_timeout): must be at least 1 second"
             )
+        running = _read_proc("/proc/sys/kernel/osrelease")
+        boot_id = _read_proc("/proc/sys/kernel/random/boot_id")
         entries = grub.entries()
         env = grub.env()
         entry = _entry(entries, release, required=action in ("trial", "default"))
         if action == "trial":
             assert entry is not None and release is not None
-            text = render_trial_script(
-                entry, release, params["extra_args"], params["panic_timeout"]
-            )
-            try:
-                with open(script_path, encoding="utf-8") as handle:
-                    old = handle.read()
-            except FileNotFoundError:
-                old = ""
-            in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
-            diff = {"before": old, "after": text, "after_header": script_path}
-            if old != text or not in_cfg:
-                changed = True
-                if not module.check_mode:
-                    tmp = script_path + ".tmp"
-                    with open(tmp, "w", encoding="utf-8") as handle:
-                        handle.write(text)
-                    os.chmod(tmp, 0o755)
-                    os.replace(tmp, script_path)
-                    grub.put_section(
-                        script_path,
-                        render_trial_entry(
-                            entry, release, params["extra_args"], params["panic_timeout"]
-                        ),
-                    )
-                    entries = grub.entries()
-                    if not any(e.entry_id == TRIAL_ID for e in entries):
-                        raise GrubError(
-                            f"{params['grub_cfg']} has no entry {TRIAL_ID} after regenerating "
-                            f"it with {script_path}"
-                        )
+            diff, entries = _trial(module, grub, entries, entry, release)
+            changed = bool(diff.pop("changed"))
+            if params["boot_once"]:
+                changed = _boot_once(module, grub, entries, env) or changed
         elif action == "boot_once":
-            if not any(e.entry_id == TRIAL_ID for e in entries):
-                raise GrubError(f"{params['grub_cfg']} has no entry {TRIAL_ID}")
-            if env.get("next_entry") != TRIAL_ID:
-                changed = True
-                if not module.check_mode:
-                    grub.run([f"{grub.prefix}-reboot", TRIAL_ID])
+            changed = _boot_once(module, grub, entries, env)
         elif action == "default":
             assert entry is not None
             saved = env.get("saved_entry", "")
@@ -334,20 +425,11 @@ def main() -> None:
                 changed = True
                 if not module.check_mode:
                     grub.run([f"{grub.prefix}-set-default", entry_ref(entry)])
+            if params["clean_trial"]:
+                cleaned, entries = _clean(module, grub, entries, env)
+                changed = cleaned or changed
         elif action == "clean":
-            in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
-            if os.path.exists(script_path) or in_cfg:
-                changed = True
-                if not module.check_mode:
-                    if os.path.exists(script_path):
-                        os.unlink(script_path)
-                    if in_cfg:
-                        grub.put_section(script_path, None)
-                    entries = grub.entries()
-            if env.get("next_entry") == TRIAL_ID:
-                changed = True
-                if not module.check_mode:
-                    grub.run([f"{grub.prefix}-editenv", "-", "unset", "next_entry"])
+            changed, entries = _clean(module, grub, entries, env)
         if changed and not module.check_mode:
             env = grub.env()
             entry = _entry(entries, release, required=False)
@@ -362,6 +444,8 @@ def main() -> None:
         "next_entry": env.get("next_entry", ""),
         "default_is_release": bool(entry and entry_matches(entries, saved, entry)),
         "trial_present": os.path.exists(script_path),
+        "running_release": running,
+        "boot_id": boot_id,
     }
     if module._diff and changed:
         result["diff"] = diff

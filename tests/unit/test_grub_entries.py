@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -271,6 +272,81 @@ def test_module_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert not any(c[0].endswith("mkconfig") for c in fake.calls[calls:])
     assert clean["next_entry"] == "" and clean["default_is_release"]
     assert not grub_module(fake, monkeypatch, action="clean", release=NEW)["changed"]
+
+
+def test_combined_calls_do_what_the_two_single_calls_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trial + boot_once and default + clean_trial, one module run each, leave grub.cfg,
+    the trial script and grubenv as the two single calls of test_module_round_trip do."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    single, combined = FakeGrub(tmp_path / "a", FLAT), FakeGrub(tmp_path / "b", FLAT)
+    trial = {"release": NEW, "extra_args": ["init=/x"], "panic_timeout": 5}
+    grub_module(single, monkeypatch, action="trial", **trial)
+    grub_module(single, monkeypatch, action="boot_once")
+    both = grub_module(combined, monkeypatch, action="trial", boot_once=True, **trial)
+    assert both["changed"] and both["next_entry"] == TRIAL_ID and both["trial_present"]
+    assert combined.env == single.env
+    assert combined.cfg.read_text() == single.cfg.read_text().replace(
+        str(single.script), str(combined.script)
+    )
+    again = grub_module(combined, monkeypatch, action="trial", boot_once=True, **trial)
+    assert not again["changed"]
+
+    grub_module(single, monkeypatch, action="default", release=NEW)
+    grub_module(single, monkeypatch, action="clean")
+    promoted = grub_module(combined, monkeypatch, action="default", release=NEW, clean_trial=True)
+    assert promoted["changed"] and promoted["default_is_release"]
+    assert not promoted["trial_present"] and promoted["next_entry"] == ""
+    assert combined.env == single.env
+    assert combined.cfg.read_text() == single.cfg.read_text() == FLAT
+    assert not grub_module(combined, monkeypatch, action="default", release=NEW, clean_trial=True)[
+        "changed"
+    ]
+
+
+def test_combined_call_in_check_mode_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial entry not yet written is no error for boot_once in check mode."""
+    fake = FakeGrub(tmp_path, FLAT)
+    result = grub_module(
+        fake, monkeypatch, action="trial", release=NEW, boot_once=True, _ansible_check_mode=True
+    )
+    assert result["changed"] and not fake.script.exists() and "next_entry" not in fake.env
+    assert not any(c[0].endswith(("-reboot", "mkconfig")) for c in fake.calls)
+
+
+@pytest.mark.parametrize(
+    ("action", "option"),
+    [("query", "boot_once"), ("default", "boot_once"), ("trial", "clean_trial")],
+)
+def test_an_option_of_another_action_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str, option: str
+) -> None:
+    fake = FakeGrub(tmp_path, FLAT)
+    monkeypatch.setattr(
+        kernel_install_grub.AnsibleModule,
+        "run_command",
+        lambda self, argv, **kw: fake.run_command(argv, **kw),
+    )
+    done = run_module(
+        kernel_install_grub.main, fake.args(action=action, release=NEW, **{option: True})
+    )
+    assert done.failed and f"{option}: true goes with action" in done.result["msg"]
+    assert fake.calls == []
+
+
+def test_every_action_reports_the_running_kernel_and_boot_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a rollout used to read with two slurp runs: this machine's own /proc."""
+    fake = FakeGrub(tmp_path, FLAT)
+    query = grub_module(fake, monkeypatch, action="query", release=NEW)
+    assert query["running_release"] == os.uname().release
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert query["boot_id"] == boot_id and len(boot_id) == 36
 
 
 def test_clean_of_a_cfg_without_the_section_runs_mkconfig(
