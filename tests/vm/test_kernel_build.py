@@ -159,7 +159,13 @@ def test_lab_build_packages_and_manifest(lab_build: Run) -> None:
     assert re.fullmatch(r"-lab-perf-events-abi-[0-9a-f]{8}", localversion)
     assert localversion.endswith(manifest["inputs_hash"][:8])
     assert build_dir.name == manifest["inputs_hash"][:16]
-    assert manifest["kernel_release"] == "6.12.117" + localversion
+    # The release is the base tree's own version (Debian's linux-source-6.12 moves with
+    # its point releases: 6.12.117, then 6.12.118) plus the series' LOCALVERSION.
+    base = manifest["inputs"]["base"]
+    assert base["type"] == "debian-package" and base["package"] == "linux-source-6.12"
+    upstream = re.match(r"6\.12\.[0-9]+", base["version"])
+    assert upstream, base
+    assert manifest["kernel_release"] == upstream[0] + localversion
     assert (
         manifest["inputs"]["series"]["mbox_sha256"]
         == yaml.safe_load((LAB_SERIES / "manifest.yml").read_text())["pins"]["mbox_sha256"]
