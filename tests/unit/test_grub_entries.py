@@ -24,7 +24,7 @@ from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.grub_entr
     render_trial_script,
     trial_args,
 )
-from module_harness import run_module
+from module_harness import ModuleExit, run_module
 
 UUID = "5d2a6f3e-1d7b-4c1e-9a53-6c616264616d"
 OLD = "6.12.117-lab-42b6b450"
@@ -219,15 +219,23 @@ class FakeGrub:
         }
 
 
-def grub_module(fake: FakeGrub, monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> dict:
+def run_grub_module(
+    fake: FakeGrub, monkeypatch: pytest.MonkeyPatch, **kwargs: object
+) -> ModuleExit:
+    """kernel_install_grub with *fake* answering its GRUB commands; the exit (ModuleExit)."""
     monkeypatch.setattr(
         kernel_install_grub.AnsibleModule,
         "run_command",
         lambda self, argv, **kw: fake.run_command(argv, **kw),
     )
-    done = run_module(kernel_install_grub.main, fake.args(**kwargs))
+    return run_module(kernel_install_grub.main, fake.args(**kwargs))
+
+
+def grub_module(fake: FakeGrub, monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> dict:
+    done = run_grub_module(fake, monkeypatch, **kwargs)
     assert not done.failed, done.result
-    return done.result
+    result: dict = done.result
+    return result
 
 
 def test_module_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -326,14 +334,7 @@ def test_an_option_of_another_action_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str, option: str
 ) -> None:
     fake = FakeGrub(tmp_path, FLAT)
-    monkeypatch.setattr(
-        kernel_install_grub.AnsibleModule,
-        "run_command",
-        lambda self, argv, **kw: fake.run_command(argv, **kw),
-    )
-    done = run_module(
-        kernel_install_grub.main, fake.args(action=action, release=NEW, **{option: True})
-    )
+    done = run_grub_module(fake, monkeypatch, action=action, release=NEW, **{option: True})
     assert done.failed and f"{option}: true goes with action" in done.result["msg"]
     assert fake.calls == []
 
@@ -426,12 +427,7 @@ def test_module_trial_of_an_unknown_release_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeGrub(tmp_path, FLAT)
-    monkeypatch.setattr(
-        kernel_install_grub.AnsibleModule,
-        "run_command",
-        lambda self, argv, **kw: fake.run_command(argv, **kw),
-    )
-    done = run_module(kernel_install_grub.main, fake.args(action="trial", release="6.1.0"))
+    done = run_grub_module(fake, monkeypatch, action="trial", release="6.1.0")
     assert done.failed and "no regular entry for kernel 6.1.0" in done.result["msg"]
 
 
@@ -499,14 +495,7 @@ def test_module_refuses_panic_and_bad_release_before_reading_grub(
     action: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeGrub(tmp_path, FLAT)
-    monkeypatch.setattr(
-        kernel_install_grub.AnsibleModule,
-        "run_command",
-        lambda self, argv, **kw: fake.run_command(argv, **kw),
-    )
-    done = run_module(
-        kernel_install_grub.main, fake.args(action=action, release=NEW, extra_args=["panic=0"])
-    )
+    done = run_grub_module(fake, monkeypatch, action=action, release=NEW, extra_args=["panic=0"])
     assert done.failed
     assert done.result["msg"] == f"kernel_install_grub ({action}): " + PANIC_MSG.format(
         arg="'panic=0'"
