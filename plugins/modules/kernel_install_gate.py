@@ -127,6 +127,7 @@ from ansible_collections.damon_fleet.fleet.plugins.module_utils.damon.plan impor
     detect_layout,
 )
 from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.install_gate import (
+    BOOT_ID_PATH,
     CommandResult,
     GateError,
     Observed,
@@ -208,7 +209,7 @@ def main() -> None:
     params = module.params
     release = platform.release()
     try:
-        boot_id = _read("/proc/sys/kernel/random/boot_id")
+        boot_id = _read(BOOT_ID_PATH)
     except OSError as exc:
         module.fail_json(msg=f"cannot read the boot id: {exc}")
     layout: str | None = None

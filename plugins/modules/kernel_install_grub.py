@@ -193,6 +193,9 @@ from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.grub_entr
     render_trial_entry,
     render_trial_script,
 )
+from ansible_collections.damon_fleet.fleet.plugins.module_utils.kernel.install_gate import (
+    BOOT_ID_PATH,
+)
 
 
 class Grub:
@@ -276,14 +279,18 @@ def _entry(entries: list[MenuEntry], release: str | None, required: bool) -> Men
         return None
 
 
+def _has_trial(entries: list[MenuEntry]) -> bool:
+    return any(e.entry_id == TRIAL_ID for e in entries)
+
+
 def _trial(
     module: AnsibleModule,
     grub: Grub,
     entries: list[MenuEntry],
     entry: MenuEntry,
     release: str,
-) -> tuple[dict[str, Any], list[MenuEntry]]:
-    """Write the trial script and its grub.cfg section; the diff (with "changed") and
+) -> tuple[bool, dict[str, Any], list[MenuEntry]]:
+    """Write the trial script and its grub.cfg section; whether it changed, the diff and
     the entries after."""
     params = module.params
     script_path = params["trial_script"]
@@ -293,10 +300,9 @@ def _trial(
             old = handle.read()
     except FileNotFoundError:
         old = ""
-    in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
     diff: dict[str, Any] = {"before": old, "after": text, "after_header": script_path}
-    diff["changed"] = old != text or not in_cfg
-    if diff["changed"] and not module.check_mode:
+    changed = old != text or not _has_trial(entries)
+    if changed and not module.check_mode:
         tmp = script_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -307,12 +313,12 @@ def _trial(
             render_trial_entry(entry, release, params["extra_args"], params["panic_timeout"]),
         )
         entries = grub.entries()
-        if not any(e.entry_id == TRIAL_ID for e in entries):
+        if not _has_trial(entries):
             raise GrubError(
                 f"{params['grub_cfg']} has no entry {TRIAL_ID} after regenerating "
                 f"it with {script_path}"
             )
-    return diff, entries
+    return changed, diff, entries
 
 
 def _boot_once(
@@ -320,8 +326,7 @@ def _boot_once(
 ) -> bool:
     """grub-reboot the trial entry unless it is the next entry already; whether it
     changed. In check mode, a trial entry the same run would have written counts."""
-    in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
-    if not in_cfg and not (module.check_mode and module.params["action"] == "trial"):
+    if not _has_trial(entries) and not (module.check_mode and module.params["action"] == "trial"):
         raise GrubError(f"{module.params['grub_cfg']} has no entry {TRIAL_ID}")
     if env.get("next_entry") == TRIAL_ID:
         return False
@@ -337,7 +342,7 @@ def _clean(
     anything changed and the entries after."""
     script_path = module.params["trial_script"]
     changed = False
-    in_cfg = any(e.entry_id == TRIAL_ID for e in entries)
+    in_cfg = _has_trial(entries)
     if os.path.exists(script_path) or in_cfg:
         changed = True
         if not module.check_mode:
@@ -402,14 +407,13 @@ def main() -> None:
                 "panic_timeout (kernel_install_panic_timeout): must be at least 1 second"
             )
         running = _read_proc("/proc/sys/kernel/osrelease")
-        boot_id = _read_proc("/proc/sys/kernel/random/boot_id")
+        boot_id = _read_proc(BOOT_ID_PATH)
         entries = grub.entries()
         env = grub.env()
         entry = _entry(entries, release, required=action in ("trial", "default"))
         if action == "trial":
             assert entry is not None and release is not None
-            diff, entries = _trial(module, grub, entries, entry, release)
-            changed = bool(diff.pop("changed"))
+            changed, diff, entries = _trial(module, grub, entries, entry, release)
             if params["boot_once"]:
                 changed = _boot_once(module, grub, entries, env) or changed
         elif action == "boot_once":

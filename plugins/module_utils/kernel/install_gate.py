@@ -20,6 +20,8 @@ DEFAULT_LOG_PATTERNS = (
     r"general protection fault",
 )
 MAX_REPORTED_LINES = 20
+# The id of the current boot: a new one after every boot (kexec included).
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 # Series layouts (kernel-patches manifests) -> the layout the DAMON planner detects:
 # RFC v1 and v2 share the perf_events directory the planner calls rfc-v1.
 LAYOUT_ALIASES = {"rfc-v2": "rfc-v1"}
