@@ -12,7 +12,8 @@ previous one left, as a user would meet them:
 4. one byte of a patch changed on the server: fails before ``git am``, naming the patch;
 5. a new commit on the served branch: the pinned commit is built and the move is named
    (5a: the cached build of the pinned inputs is kept; 5b: without the cached build and
-   base tree, the pinned commit is fetched and built again, on the warm ccache).
+   base tree, the pinned commit is fetched and built again, on the warm ccache, which
+   the manifest records).
 
 The kernel is the lab kernel's (tinyconfig + kvm_guest.config + lab-kernel.config, the
 shared ccache), so a build takes minutes.
@@ -282,6 +283,8 @@ def test_5b_moved_branch_rebuilds_the_pinned_commit_from_an_empty_cache(
     assert manifest["build"]["base_branch_head"] == moved
     assert manifest["build"]["series_pinned"] is True
     assert manifest["config"]["sha256"] == first["config"]["sha256"]
+    # The rebuild went through the ccache the first build filled (bootstrap installs it).
+    assert manifest["build"]["ccache"] is (shutil.which("ccache") is not None)
     base_repo = next((world.cache / "bases").iterdir())
     assert git("rev-parse", "HEAD", cwd=base_repo) == world.base_commit
     assert "MOVED" not in git("ls-tree", "--name-only", "HEAD", cwd=base_repo).split()

@@ -207,25 +207,6 @@ def test_rerun_skips_the_build(lab_build: Run, tmp_path: Path) -> None:
     assert run.build_dir() == lab_build.build_dir()
 
 
-@pytest.mark.skipif(shutil.which("ccache") is None, reason="needs ccache")
-def test_ccache_warm_rebuild_with_another_localversion(lab_build: Run, tmp_path: Path) -> None:
-    extra = dict(
-        LAB_VARS, kernel_build_localversion_name="lab-ccache", kernel_build_keep_tree=False
-    )
-    run = playbook(tmp_path, extra, label="ccache-warm rebuild, other LOCALVERSION")
-    try:
-        assert run.rc == 0, run.output[-4000:]
-        manifest = json.loads((run.build_dir() / "manifest.json").read_text())
-        assert manifest["localversion"].startswith("-lab-ccache-")
-        assert manifest["build"]["ccache"] is True
-        first = json.loads((lab_build.build_dir() / "manifest.json").read_text())
-        assert manifest["config"]["sha256"] == first["config"]["sha256"]
-        print(f"first build {first['build_seconds']}s, warm rebuild {manifest['build_seconds']}s")
-    finally:
-        if run.rc == 0:
-            shutil.rmtree(run.build_dir(), ignore_errors=True)
-
-
 def _series_copy(tmp_path: Path) -> Path:
     patches = tmp_path / "patches"
     shutil.copytree(LAB_SERIES, patches / LAB_SERIES.name)
