@@ -17,7 +17,9 @@ description:
   - Every action also reports the running kernel's release and boot id (from C(/proc)),
     so that one module run reads all a rollout needs to know about the host's boot.
   - V(query) reports the entries, the regular entry of O(release), C(saved_entry),
-    C(next_entry) and whether the saved default boots O(release).
+    C(next_entry) and whether the saved default boots O(release). With
+    O(keep_running_default), it also makes the running kernel the saved default when that
+    kernel is not O(release).
   - V(trial) writes O(trial_script), an C(/etc/grub.d) script emitting a copy of the
     regular entry of O(release) under the id C(damon-fleet-trial) with C(panic=)
     O(panic_timeout) and O(extra_args) on its command line, and puts that entry in
@@ -106,6 +108,15 @@ options:
         saved default is set (one module run instead of two).
     type: bool
     default: false
+  keep_running_default:
+    description:
+      - With O(action=query), when the running kernel is not O(release), also make the
+        regular entry of the running kernel the saved default (C(grub-set-default))
+        unless it already is - what a trial boot of O(release) that fails falls back to.
+        The same as V(default) with the running kernel's release, in the query's module
+        run. Fails, changing nothing, when the running kernel has no regular entry.
+    type: bool
+    default: false
 seealso:
   - module: damon_fleet.fleet.kernel_install_gate
 """
@@ -126,6 +137,12 @@ EXAMPLES = r"""
     action: trial
     release: 6.12.117-lab-perf-events-abi-1a2b3c4d
     boot_once: true
+
+- name: Read the entries, keeping the running kernel as the default to fall back to
+  kernel_install_grub:
+    action: query
+    release: 6.12.117-lab-perf-events-abi-1a2b3c4d
+    keep_running_default: true
 
 - name: Make it the default after the gate passed, and remove the trial entry
   kernel_install_grub:
@@ -279,6 +296,20 @@ def _entry(entries: list[MenuEntry], release: str | None, required: bool) -> Men
         return None
 
 
+def _set_default(
+    module: AnsibleModule, grub: Grub, env: dict[str, str], entry: MenuEntry
+) -> tuple[bool, dict[str, Any]]:
+    """grub-set-default *entry* unless it is the saved default; whether it changed and
+    the diff."""
+    saved = env.get("saved_entry", "")
+    diff = {"before": f"saved_entry={saved}\n", "after": f"saved_entry={entry_ref(entry)}\n"}
+    if saved == entry_ref(entry):
+        return False, diff
+    if not module.check_mode:
+        grub.run([f"{grub.prefix}-set-default", entry_ref(entry)])
+    return True, diff
+
+
 def _has_trial(entries: list[MenuEntry]) -> bool:
     return any(e.entry_id == TRIAL_ID for e in entries)
 
@@ -383,6 +414,7 @@ def main() -> None:
             "mkconfig": {"type": "list", "elements": "str"},
             "boot_once": {"type": "bool", "default": False},
             "clean_trial": {"type": "bool", "default": False},
+            "keep_running_default": {"type": "bool", "default": False},
         },
         required_if=[("action", "trial", ("release",)), ("action", "default", ("release",))],
         supports_check_mode=True,
@@ -399,7 +431,11 @@ def main() -> None:
         if release is not None:
             check_release(release)
         check_extra_args(params["extra_args"])
-        for option, with_action in (("boot_once", "trial"), ("clean_trial", "default")):
+        for option, with_action in (
+            ("boot_once", "trial"),
+            ("clean_trial", "default"),
+            ("keep_running_default", "query"),
+        ):
             if params[option] and action != with_action:
                 raise GrubError(f"{option}: true goes with action {with_action} only, not {action}")
         if params["panic_timeout"] < 1:
@@ -411,7 +447,16 @@ def main() -> None:
         entries = grub.entries()
         env = grub.env()
         entry = _entry(entries, release, required=action in ("trial", "default"))
-        if action == "trial":
+        if action == "query" and params["keep_running_default"] and running != release:
+            try:
+                running_entry = find_kernel_entry(entries, running)
+            except GrubError as exc:
+                raise GrubError(
+                    f"keep_running_default: the running kernel {running} has no regular "
+                    f"entry to keep as the default: {exc}"
+                ) from exc
+            changed, diff = _set_default(module, grub, env, running_entry)
+        elif action == "trial":
             assert entry is not None and release is not None
             changed, diff, entries = _trial(module, grub, entries, entry, release)
             if params["boot_once"]:
@@ -420,15 +465,7 @@ def main() -> None:
             changed = _boot_once(module, grub, entries, env)
         elif action == "default":
             assert entry is not None
-            saved = env.get("saved_entry", "")
-            diff = {
-                "before": f"saved_entry={saved}\n",
-                "after": f"saved_entry={entry_ref(entry)}\n",
-            }
-            if saved != entry_ref(entry):
-                changed = True
-                if not module.check_mode:
-                    grub.run([f"{grub.prefix}-set-default", entry_ref(entry)])
+            changed, diff = _set_default(module, grub, env, entry)
             if params["clean_trial"]:
                 cleaned, entries = _clean(module, grub, entries, env)
                 changed = cleaned or changed

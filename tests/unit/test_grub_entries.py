@@ -328,7 +328,12 @@ def test_combined_call_in_check_mode_writes_nothing(
 
 @pytest.mark.parametrize(
     ("action", "option"),
-    [("query", "boot_once"), ("default", "boot_once"), ("trial", "clean_trial")],
+    [
+        ("query", "boot_once"),
+        ("default", "boot_once"),
+        ("trial", "clean_trial"),
+        ("default", "keep_running_default"),
+    ],
 )
 def test_an_option_of_another_action_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str, option: str
@@ -337,6 +342,84 @@ def test_an_option_of_another_action_is_refused(
     done = run_grub_module(fake, monkeypatch, action=action, release=NEW, **{option: True})
     assert done.failed and f"{option}: true goes with action" in done.result["msg"]
     assert fake.calls == []
+
+
+def running_kernel(monkeypatch: pytest.MonkeyPatch, release: str) -> None:
+    """The module reads *release* as the running kernel's (its boot id stays this host's)."""
+    real = kernel_install_grub._read_proc
+    monkeypatch.setattr(
+        kernel_install_grub,
+        "_read_proc",
+        lambda path: release if path == "/proc/sys/kernel/osrelease" else real(path),
+    )
+
+
+def test_query_keeps_the_running_kernel_as_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """query + keep_running_default leaves grubenv as query and then default of the
+    running kernel do, in one module run; nothing when it is the saved default already."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    single, combined = FakeGrub(tmp_path / "a", FLAT), FakeGrub(tmp_path / "b", FLAT)
+    running_kernel(monkeypatch, OLD)
+    grub_module(single, monkeypatch, action="query", release=NEW)
+    grub_module(single, monkeypatch, action="default", release=OLD)
+    kept = grub_module(
+        combined, monkeypatch, action="query", release=NEW, keep_running_default=True
+    )
+    assert kept["changed"] and combined.env == single.env
+    assert kept["saved_entry"] == f"gnulinux-{OLD}-advanced-{UUID}"
+    assert not kept["default_is_release"] and kept["entry"]["id"].startswith(f"gnulinux-{NEW}-")
+    again = grub_module(
+        combined, monkeypatch, action="query", release=NEW, keep_running_default=True
+    )
+    assert not again["changed"]
+    assert [c for c in combined.calls if c[0].endswith("-set-default")] == [
+        ["grub-set-default", f"gnulinux-{OLD}-advanced-{UUID}"]
+    ]
+
+
+def test_query_does_not_keep_the_release_itself_as_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that runs the new kernel already (a resumed rollout) keeps its saved default."""
+    fake = FakeGrub(tmp_path, FLAT)
+    running_kernel(monkeypatch, NEW)
+    result = grub_module(fake, monkeypatch, action="query", release=NEW, keep_running_default=True)
+    assert not result["changed"] and "saved_entry" not in fake.env
+
+
+def test_keep_running_default_in_check_mode_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeGrub(tmp_path, FLAT)
+    running_kernel(monkeypatch, OLD)
+    result = grub_module(
+        fake,
+        monkeypatch,
+        action="query",
+        release=NEW,
+        keep_running_default=True,
+        _ansible_check_mode=True,
+        _ansible_diff=True,
+    )
+    assert result["changed"] and "saved_entry" not in fake.env
+    assert result["diff"]["after"] == f"saved_entry=gnulinux-{OLD}-advanced-{UUID}\n"
+    assert not any(c[0].endswith("-set-default") for c in fake.calls)
+
+
+def test_a_running_kernel_without_an_entry_fails_before_anything_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeGrub(tmp_path, FLAT)
+    running_kernel(monkeypatch, "6.1.0-99-amd64")
+    done = run_grub_module(
+        fake, monkeypatch, action="query", release=NEW, keep_running_default=True
+    )
+    assert done.failed
+    assert "the running kernel 6.1.0-99-amd64 has no regular entry" in done.result["msg"]
+    assert not any(c[0].endswith("-set-default") for c in fake.calls)
 
 
 def test_every_action_reports_the_running_kernel_and_boot_id(
